@@ -1,0 +1,59 @@
+"""The typer application, global options, and error reporting as one readable line."""
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from .._version import __version__
+from ..errors import SynthlungError
+
+app = typer.Typer(
+    name="synthlung",
+    help="Synthetic lung-tumor CT: ingest labeled CT, extract tumor seeds and lung hosts, "
+    "morph and insert tumors, write labeled datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"synthlung {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """Synthetic lung-tumor CT generator."""
+    _state["debug"] = debug
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; errors print one line (a traceback only with ``--debug``). Returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        status = app(args=args, prog_name="synthlung", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("Aborted.")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (SynthlungError, OSError) as exc:
+        if _state["debug"] or "--debug" in args:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    return status if isinstance(status, int) else 0
