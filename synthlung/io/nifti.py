@@ -1,0 +1,44 @@
+"""NIfTI-1/2 (``.nii``, ``.nii.gz``) through nibabel."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..atomic import atomic_path
+from ..backend import asnumpy
+from ..errors import InputError
+from ..volume import Volume
+from .hu import rescale
+
+
+def read_nifti(path: Path) -> Volume:
+    """Read a 3-D NIfTI image; the affine is nibabel's best (sform, else qform), RAS mm.
+
+    Without scaling (``scl_slope`` 0/NaN or 1 with intercept 0) the stored dtype
+    is kept; otherwise the scaled values (int16 where exact, else float32).
+    """
+    img = nib.load(str(path))
+    shape = img.shape
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) != 3:
+        raise InputError(f"{path}: expected a 3-D image, got shape {img.shape}")
+    raw = np.asarray(img.dataobj.get_unscaled()).reshape(shape)
+    slope, inter = img.dataobj.slope, img.dataobj.inter
+    array = raw if (slope, inter) == (1.0, 0.0) else rescale(raw, slope, inter)
+    return Volume(array, img.affine)
+
+
+def write_nifti(volume: Volume, path: Path) -> None:
+    """Write ``volume`` as NIfTI-1 with its affine in both sform and qform (code 1, mm), atomically."""
+    array = asnumpy(volume.array)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    img = nib.Nifti1Image(array, volume.affine)
+    img.header.set_xyzt_units("mm")
+    img.set_sform(volume.affine, code=1)
+    img.set_qform(volume.affine, code=1)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
