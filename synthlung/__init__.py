@@ -31,7 +31,7 @@ _EXPORTS = {
     "MorphedSeed": "morph",
     "morph": "morph",
     "insert": "insert",
-    "sample_placements": "placement",
+    "sample_placements": "synthesize",
     "Case": "synthesize",
     "SynthesisConfig": "synthesize",
     "synthesize": "synthesize",

@@ -1,0 +1,64 @@
+"""``synthlung generate``, ``synthlung preview`` and ``synthlung demo``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ._app import app
+
+
+@app.command()
+def generate(
+    hosts: Path = typer.Option(..., "--hosts", help="Host bank folder (from `synthlung hosts`)."),
+    seeds: Path = typer.Option(..., "--seeds", help="Seed bank folder (from `synthlung seeds`)."),
+    n: int = typer.Option(..., "--n", help="Number of synthetic cases."),
+    out: Path = typer.Option(..., "--out", help="Output dataset folder."),
+    seed: int = typer.Option(0, "--seed", help="Run seed: case i draws from Philox key (seed, i)."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes (1: this process)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of synthesis options."),
+    layout: str = typer.Option("nnunet", "--layout", help="Output layout: nnunet (v2 raw) or msd."),
+    resume: bool = typer.Option(False, "--resume", help="Make only the cases missing from the manifest."),
+    scheduler: str = typer.Option("local", "--scheduler", help="local (process pool) or dask."),
+    address: Optional[str] = typer.Option(None, "--address", help="Dask scheduler address (default: a local cluster)."),
+) -> None:
+    """Generate N synthetic labeled cases: deterministic, atomic, resumable."""
+    from ..pipeline import generate as run_generate, read_manifest
+    from ..synthesize import SynthesisConfig
+
+    cfg = SynthesisConfig.from_yaml(config) if config else SynthesisConfig()
+    already = len(read_manifest(out)) if resume else 0
+    columns = (TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns) as bar:
+        task = bar.add_task("cases", total=n, completed=min(already, n))
+        entries = run_generate(hosts, seeds, n, out, seed=seed, workers=workers, config=cfg, layout=layout,
+                               resume=resume, scheduler=scheduler, address=address,
+                               progress=lambda _entry: bar.advance(task))
+    inserted = sum(e["tumors_inserted"] for e in entries)
+    typer.echo(f"{len(entries)} cases, {inserted} tumors inserted, in {out}")
+
+
+@app.command()
+def preview(
+    case: Path = typer.Argument(..., help="A case's record (records/case_XXXX.json) or image file."),
+    out: Path = typer.Option(..., "--out", help="PNG file to write."),
+) -> None:
+    """Axial, coronal and sagittal slices through each inserted tumor (lung window, label contour)."""
+    from ..preview import preview as run_preview
+
+    typer.echo(str(run_preview(case, out)))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Argument(Path("synthlung-demo"), help="Output folder."),
+    n: int = typer.Option(4, "--n", help="Number of synthetic cases."),
+    seed: int = typer.Option(0, "--seed", help="Run seed."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes."),
+) -> None:
+    """The whole pipeline on the built-in chest phantom: seeds, hosts, synthetic cases, previews."""
+    from ..demo import run_demo
+
+    run_demo(out, n_cases=n, seed=seed, workers=workers, say=typer.echo)

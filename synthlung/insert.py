@@ -1,0 +1,65 @@
+"""Put one morphed tumor into a host image: blend its box, add it to the label maps.
+
+Only the blending region changes: every host voxel outside it keeps its exact
+value, and the image keeps the host's dtype and geometry (values are rounded
+for integer images and clipped to the HU range).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backend import array_module
+from .blending import blend
+from .placement import box_slices
+
+TUMOR_CLASS = 1
+"""Label value of a tumor (the host's own and inserted ones) in synthetic cases."""
+
+
+@dataclass
+class InsertResult:
+    """What one insertion changed: the blended region (box voxels) and solver facts."""
+
+    offset: tuple[int, int, int]
+    region_voxels: int
+    info: dict = field(default_factory=dict)
+
+
+def _to_dtype(values: Any, dtype: Any, hu_range: tuple[float, float]) -> Any:
+    """Round (integer dtypes) and clip float HU values into ``dtype`` and ``hu_range``."""
+    xp = array_module(values)
+    lo, hi = hu_range
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        info = np.iinfo(dtype)
+        lo, hi = max(lo, info.min), min(hi, info.max)
+        values = xp.rint(values)
+    return xp.clip(values, lo, hi).astype(dtype)
+
+
+def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[int, int, int],
+           instance_id: int, spacing_mm: tuple[float, float, float], *, method: str = "alpha",
+           hu_range: tuple[float, float] = (-1024.0, 3071.0), rng: np.random.Generator | None = None,
+           noise_hu: float | None = None, **blend_options: Any) -> InsertResult:
+    """Blend ``morphed`` into ``image`` at box ``offset`` (voxels), in place.
+
+    ``image``, ``label`` (uint8 class map) and ``instances`` (uint16 instance ids)
+    are host arrays (NumPy or CuPy, all on one device) updated in place; ``morphed``
+    is a :class:`synthlung.morph.MorphedSeed` on the same device and host lattice.
+    ``method`` and ``blend_options`` go to :func:`synthlung.blending.blend`;
+    ``noise_hu`` is the host's lung noise std (HU) to match, or ``None``.
+    """
+    region = box_slices(offset, morphed.image.shape)
+    host_box = image[region]
+    result = blend(host_box.astype(np.float32), morphed.image.array, morphed.soft_mask.array,
+                   method=method, spacing_mm=spacing_mm, hu_range=hu_range,
+                   noise_match=noise_hu, rng=rng, **blend_options)
+    changed = result.region
+    blended = _to_dtype(result.image, image.dtype, hu_range)
+    host_box[changed] = blended[changed]
+    tumor = morphed.mask.array.astype(bool)
+    label[region][tumor] = TUMOR_CLASS
+    instances[region][tumor] = instance_id
+    return InsertResult(tuple(int(o) for o in offset), int(changed.sum()), dict(result.info))

@@ -1,0 +1,168 @@
+"""Generate N synthetic cases to disk: deterministic, resumable, local pool or Dask.
+
+Case ``i`` of a run with seed ``s`` draws everything (host, tumor count, seeds,
+morphing, centres, noise) from :func:`synthlung.rng.case_rng(s, i)`, so it is the
+same file whichever worker makes it and in whichever order. Each file is written
+under a temporary name and renamed; a case's line is appended to
+``manifest.jsonl`` only after all its files are complete, so ``resume`` makes
+exactly the cases that are missing from the manifest.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .atomic import append_line, write_json
+from .errors import InputError
+from .layouts import LAYOUTS
+from .rng import case_key, case_rng
+from .synthesize import SynthesisConfig, synthesize
+
+MANIFEST = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    """Everything a worker needs to make case ``index``: paths and plain values only."""
+
+    hosts: str
+    seeds: str
+    out: str
+    seed: int
+    layout: str
+    config: dict
+
+
+_BANKS: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def _banks(job: GenerateJob) -> tuple[Any, Any]:
+    """The host and seed banks of this process, opened once and reused."""
+    key = (job.hosts, job.seeds)
+    if key not in _BANKS:
+        from .hosts import HostBank
+        from .seeds import SeedBank
+        _BANKS[key] = (HostBank.open(job.hosts), SeedBank.open(job.seeds))
+    return _BANKS[key]
+
+
+def make_case(job: GenerateJob, index: int) -> dict:
+    """Make and write case ``index``; return its manifest entry. Safe to run in any process."""
+    from .io import save
+
+    hosts, seeds = _banks(job)
+    if len(hosts) == 0:
+        raise InputError(f"{job.hosts}: the host bank is empty")
+    rng = case_rng(job.seed, index)
+    host = hosts[int(rng.integers(len(hosts)))]
+    case = synthesize(host, seeds, rng, SynthesisConfig.from_dict(job.config), key=case_key(job.seed, index))
+    layout = LAYOUTS[job.layout]
+    paths = layout.case_paths(Path(job.out), index)
+    case.record["case"] = layout.case_name(index)
+    case.record["files"] = {k: str(p.relative_to(job.out)) for k, p in paths.items()}
+    save(case.image, paths["image"])
+    save(case.label, paths["label"])
+    save(case.instances, paths["instances"])
+    write_json(paths["record"], case.record)
+    return {"index": index, "case": layout.case_name(index), **case.record["files"],
+            "tumors_inserted": case.record["tumors_inserted"], "host": case.record["host"]["id"]}
+
+
+def read_manifest(out: str | Path) -> dict[int, dict]:
+    """The finished cases of a run folder, by index (a torn last line is ignored)."""
+    path = Path(out) / MANIFEST
+    done: dict[int, dict] = {}
+    if not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done[int(entry["index"])] = entry
+    return done
+
+
+def _run_local(job: GenerateJob, todo: list[int], workers: int) -> Iterator[dict]:
+    if workers <= 1:
+        for i in todo:
+            yield make_case(job, i)
+        return
+    import multiprocessing as mp
+    # spawn, not fork: Numba's threading layers are not fork-safe.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(make_case, job, i) for i in todo]
+        for fut in as_completed(futures):
+            yield fut.result()
+
+
+def _run_dask(job: GenerateJob, todo: list[int], address: str | None, workers: int) -> Iterator[dict]:
+    from .backend import optional_import
+    distributed = optional_import("distributed", "dask", "--scheduler dask")
+    if address:
+        client = distributed.Client(address)
+    else:
+        cluster = distributed.LocalCluster(n_workers=max(workers, 1), threads_per_worker=1,
+                                           processes=True, dashboard_address=None)
+        client = distributed.Client(cluster)
+    try:
+        futures = client.map(make_case, [job] * len(todo), todo, pure=False)
+        for fut in distributed.as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if not address:
+            cluster.close()
+
+
+def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed: int = 0,
+             workers: int = 1, config: SynthesisConfig | None = None, layout: str = "nnunet",
+             resume: bool = False, scheduler: str = "local", address: str | None = None,
+             progress: Callable[[dict], None] | None = None) -> list[dict]:
+    """Generate cases ``0..n-1`` into ``out``; returns the manifest entries of all finished cases.
+
+    ``scheduler`` is ``"local"`` (a process pool of ``workers``; 1 runs in this
+    process) or ``"dask"`` (a ``distributed`` cluster at ``address``, or a local
+    one). Without ``resume`` an ``out`` that already holds a manifest is an error.
+    """
+    if layout not in LAYOUTS:
+        raise InputError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    if n < 0:
+        raise InputError(f"n={n}: the number of cases must be >= 0")
+    out = Path(out)
+    done = read_manifest(out)
+    if done and not resume:
+        raise InputError(f"{out} already holds {len(done)} generated cases; pass --resume to continue it "
+                         "or choose an empty folder")
+    config = config or SynthesisConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    job = GenerateJob(str(Path(hosts).resolve()), str(Path(seeds).resolve()), str(out.resolve()),
+                      int(seed), layout, config.to_dict())
+    run_info = {"n": n, "seed": seed, "layout": layout, "config": config.to_dict(),
+                "hosts": job.hosts, "seeds": job.seeds}
+    _check_same_run(out, run_info, resume)
+    todo = [i for i in range(n) if i not in done]
+    runner = (_run_dask(job, todo, address, workers) if scheduler == "dask"
+              else _run_local(job, todo, workers))
+    for entry in runner:
+        append_line(out / MANIFEST, json.dumps(entry, sort_keys=True))
+        done[entry["index"]] = entry
+        if progress is not None:
+            progress(entry)
+    entries = [done[i] for i in sorted(done)]
+    LAYOUTS[layout].write_dataset_json(out, entries)
+    return entries
+
+
+def _check_same_run(out: Path, run_info: dict, resume: bool) -> None:
+    """Record the run's settings; a resume with other settings would mix two datasets."""
+    path = out / "run.json"
+    if path.exists() and resume:
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in run_info if k != "n" and before.get(k) != run_info[k])
+        if changed:
+            raise InputError(f"{out}: --resume with settings that differ from the first run: {', '.join(changed)}")
+    write_json(path, run_info)

@@ -1,0 +1,230 @@
+"""One synthetic case: draw tumors, morph them into the host grid, place and blend them.
+
+:func:`synthesize` works on a host whose arrays are NumPy or CuPy; everything
+stays on that device (seeds, read from disk, are copied to it once each). The
+only device-to-host traffic is a few scalars per placement try.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .backend import array_module
+from .errors import InputError
+from .insert import TUMOR_CLASS, insert
+from .morph import MorphParams, morph
+from .placement import CentreSampler, Placement, PlacementRules, box_slices, sample_placement
+from .volume import Volume
+
+BLEND_METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """How a case is made. Lengths in mm, densities in HU.
+
+    ``n_tumors``/``n_tumors_weights``: the choices of tumor count and their relative
+    weights (default 1, 2 or 3 with equal odds). ``morph``: keyword ranges for
+    :meth:`synthlung.morph.MorphParams.sample`. ``blend``: keyword options for
+    :func:`synthlung.blending.blend` besides the method. ``noise_match``: add
+    noise so the inserted tumor's noise std matches the host lung's.
+    """
+
+    n_tumors: tuple[int, ...] = (1, 2, 3)
+    n_tumors_weights: tuple[float, ...] | None = None
+    seed_draws_per_tumor: int = 4
+    method: str = "alpha"
+    blend: dict = field(default_factory=dict)
+    morph: dict = field(default_factory=dict)
+    placement: PlacementRules = field(default_factory=PlacementRules)
+    noise_match: bool = False
+    hu_range: tuple[float, float] = (-1024.0, 3071.0)
+
+    def __post_init__(self) -> None:
+        if self.method not in BLEND_METHODS:
+            raise InputError(f"blending method {self.method!r}: expected one of {', '.join(BLEND_METHODS)}")
+        if not self.n_tumors or min(self.n_tumors) < 0:
+            raise InputError(f"n_tumors {self.n_tumors!r}: expected a non-empty list of counts >= 0")
+        if self.n_tumors_weights is not None and len(self.n_tumors_weights) != len(self.n_tumors):
+            raise InputError("n_tumors_weights must have one weight per entry of n_tumors")
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable form (what the case record stores)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SynthesisConfig":
+        """Build from a mapping, e.g. a parsed ``gen.yaml``; unknown keys are an error."""
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown synthesis option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if "placement" in data and isinstance(data["placement"], dict):
+            data["placement"] = PlacementRules(**data["placement"])
+        for key in ("n_tumors", "n_tumors_weights", "hu_range"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "SynthesisConfig":
+        """Read a YAML file of options (see :meth:`from_dict`)."""
+        import yaml
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"{path}: cannot read synthesis config: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected a mapping of options, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+
+@dataclass
+class PlannedTumor:
+    """A tumor drawn for a case: which seed, how it was morphed, where it goes."""
+
+    seed_id: str
+    morphed: Any
+    placement: Placement
+    params: MorphParams
+
+
+@dataclass
+class Case:
+    """A synthetic case: image (host dtype), label (0/1), instance map, and its record."""
+
+    image: Volume
+    label: Volume
+    instances: Volume
+    record: dict
+
+
+def _on_module(volume: Volume, xp: Any) -> Volume:
+    """``volume`` with its array on the module ``xp`` (explicit copy to the device if needed)."""
+    if array_module(volume.array) is xp:
+        return volume
+    return Volume(xp.asarray(volume.array), volume.affine)
+
+
+def _seed_on(seed: Any, xp: Any) -> Any:
+    """A seed whose volumes live on ``xp`` (seeds are read from disk as NumPy)."""
+    if array_module(seed.image.array) is xp:
+        return seed
+    return dataclasses.replace(seed, image=_on_module(seed.image, xp), mask=_on_module(seed.mask, xp),
+                               soft_mask=_on_module(seed.soft_mask, xp))
+
+
+def _centre_in_box(morphed: Any) -> tuple[int, int, int]:
+    """Voxel of the morphed box nearest to where the seed centroid went."""
+    ijk = morphed.image.world_to_voxel(np.asarray(morphed.centre_world, dtype=np.float64))
+    return tuple(int(v) for v in np.rint(ijk))
+
+
+def _equivalent_radius_mm(mask: Any, spacing_mm: tuple[float, float, float]) -> float:
+    volume = float(mask.sum()) * float(np.prod(spacing_mm))
+    return float((3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0))
+
+
+def draw_tumor_count(rng: np.random.Generator, config: SynthesisConfig) -> int:
+    """How many tumors this case asks for."""
+    weights = None
+    if config.n_tumors_weights is not None:
+        w = np.asarray(config.n_tumors_weights, dtype=np.float64)
+        weights = w / w.sum()
+    return int(rng.choice(np.asarray(config.n_tumors), p=weights))
+
+
+def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
+                      config: SynthesisConfig) -> tuple[list[PlannedTumor], int]:
+    """Draw the tumors of one case: count, seed, morph parameters and an accepted centre each.
+
+    Returns the accepted tumors and the count asked for; a tumor for which nothing
+    fits after ``seed_draws_per_tumor`` seeds of ``placement.max_tries`` centres
+    each is left out (the record says so).
+    """
+    if len(seed_bank) == 0:
+        raise InputError("the seed bank is empty: no tumor to insert")
+    xp = host.image.xp
+    spacing = host.image.spacing
+    lungs = host.lungs.array > 0
+    occupied = (host.tumors.array > 0) if host.tumors is not None else xp.zeros(lungs.shape, dtype=bool)
+    sampler = CentreSampler(host.zone.array, host.distance_mm.array)
+    wanted = draw_tumor_count(rng, config)
+    planned: list[PlannedTumor] = []
+    for _ in range(wanted):
+        for _ in range(config.seed_draws_per_tumor):
+            index = int(rng.integers(len(seed_bank)))
+            seed = _seed_on(seed_bank[index], xp)
+            params = MorphParams.sample(rng, **config.morph)
+            morphed = morph(seed, params, target=host.image.affine)
+            mask = morphed.mask.array.astype(bool)
+            if not bool(mask.any()):
+                continue
+            radius = _equivalent_radius_mm(mask, spacing)
+            found = sample_placement(mask, _centre_in_box(morphed), radius, sampler, lungs, occupied,
+                                     spacing, config.placement, rng)
+            if found is not None:
+                occupied[box_slices(found.offset, mask.shape)] |= mask
+                planned.append(PlannedTumor(seed_bank.ids[index], morphed, found, params))
+                break
+    return planned, wanted
+
+
+def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
+               config: SynthesisConfig | None = None, key: Any = None) -> Case:
+    """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
+
+    ``host`` is a :class:`synthlung.hosts.Host` (arrays on NumPy or CuPy),
+    ``seed_bank`` a :class:`synthlung.seeds.SeedBank` (or any sequence of seeds
+    with ``.ids``). ``key`` is the case's random key, stored in the record.
+    """
+    config = config or SynthesisConfig()
+    xp = host.image.xp
+    image = host.image.array.copy()
+    label = xp.zeros(image.shape, dtype=np.uint8)
+    if host.tumors is not None:
+        label[host.tumors.array > 0] = TUMOR_CLASS
+    instances = xp.zeros(image.shape, dtype=np.uint16)
+    planned, wanted = sample_placements(host, seed_bank, rng, config)
+    noise_hu = host.record.get("lung_noise_hu") if config.noise_match else None
+    tumors = []
+    for k, tumor in enumerate(planned, start=1):
+        done = insert(image, label, instances, tumor.morphed, tumor.placement.offset, k, host.image.spacing,
+                      method=config.method, hu_range=config.hu_range, rng=rng, noise_hu=noise_hu,
+                      **config.blend)
+        centre = host.image.voxel_to_world(np.asarray(tumor.placement.centre_voxel))
+        tumors.append({
+            "instance": k,
+            "seed_id": tumor.seed_id,
+            "morph": tumor.morphed.record,
+            "offset_voxels": list(tumor.placement.offset),
+            "centre_voxel": list(tumor.placement.centre_voxel),
+            "centre_world_mm": [round(float(c), 4) for c in centre],
+            "box_shape": list(tumor.morphed.image.shape),
+            "inside_lung_fraction": round(tumor.placement.inside_fraction, 4),
+            "juxtapleural": tumor.placement.juxtapleural,
+            "tries": tumor.placement.tries,
+            "tumor_voxels": int(tumor.morphed.mask.array.astype(bool).sum()),
+            "blend": {"method": config.method, "region_voxels": done.region_voxels, **done.info},
+        })
+    record = {
+        "synthlung_version": __version__,
+        "random_key": key,
+        "host": {"id": host.record.get("id"), "sha256": host.record.get("sha256")},
+        "tumors_requested": wanted,
+        "tumors_inserted": len(tumors),
+        "tumors": tumors,
+        "config": config.to_dict(),
+        "label_classes": {"0": "background", str(TUMOR_CLASS): "tumor"},
+    }
+    if len(tumors) < wanted:
+        record["note"] = f"{wanted - len(tumors)} of {wanted} tumors found no place that fits the rules"
+    affine = host.image.affine
+    return Case(Volume(image, affine), Volume(label, affine), Volume(instances, affine), record)
