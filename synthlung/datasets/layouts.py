@@ -128,8 +128,8 @@ def folder_cases(src: Path) -> list[CaseSpec]:
             break
     else:
         entries = _images_in(src)
-        images = {k[: -len("_image")]: p for k, p in entries.items() if k.endswith("_image")}
-        labels = {k[: -len("_label")]: p for k, p in entries.items() if k.endswith("_label")}
+        images = {k.removesuffix("_image"): p for k, p in entries.items() if k.endswith("_image")}
+        labels = {k.removesuffix("_label"): p for k, p in entries.items() if k.endswith("_label")}
     if not images and not labels:
         raise InputError(f"{src}: no cases found (expected dataset.json, images/ + labels/, "
                          "or X_image.* / X_label.* files)")
@@ -144,9 +144,8 @@ def pair_case(src: Path, label: Path | None) -> list[CaseSpec]:
     named = split_name(src)
     if named is None:
         raise InputError(f"{src}: not an image file (expected .nii, .nii.gz, .nrrd, .nhdr or a DICOM folder)")
-    stem = named[0]
-    if label is None and stem.endswith("_image"):
-        stem = stem[: -len("_image")]
+    stem = named[0].removesuffix("_image")
+    if label is None and stem != named[0]:
         siblings = [p for p in sorted(src.parent.glob(f"{stem}_label*")) if split_name(p)]
         if len(siblings) > 1:
             raise InputError(f"{src}: several labels match: {', '.join(p.name for p in siblings)}")
