@@ -78,8 +78,8 @@ def _msd_entry(src: Path, entry: object, key: str, where: str, errors: list[str]
     if os.path.isabs(value) or value.startswith(("/", "\\")):
         errors.append(f"{where}: {key} {value!r} points outside the dataset folder (absolute path)")
         return None
-    path = (src / value).resolve()
-    if not path.is_relative_to(src.resolve()):
+    path = Path(os.path.normpath(src / value))     # lexical: symlinked data inside the folder is fine
+    if not path.is_relative_to(os.path.normpath(src)):
         errors.append(f"{where}: {key} {value!r} points outside the dataset folder {src}")
         return None
     if not path.exists():
