@@ -7,7 +7,9 @@ from ._app import app, main
 
 # Subcommand modules register themselves on ``app`` when imported; one line each.
 from . import generate  # noqa: E402,F401
+from . import hosts  # noqa: E402,F401
 from . import ingest  # noqa: E402,F401
+from . import seeds  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 
