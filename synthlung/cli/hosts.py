@@ -1,0 +1,32 @@
+"""``synthlung hosts CATALOG OUT``: segment the lungs of every case into a host bank."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ._app import app, err_console
+
+
+@app.command("hosts")
+def hosts_command(
+    catalog: Path = typer.Argument(..., help="catalog.json written by `synthlung ingest` (or its folder)."),
+    out: Path = typer.Argument(..., help="Host bank folder: index.json and lungs/<id>.nii.gz."),
+    method: str = typer.Option("threshold", "--method", help="threshold (no model) | lungmask (optional package)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Record cases that fail in index.json and go on."),
+) -> None:
+    """Segment the lungs (1 left, 2 right) of every good catalog case and write a host bank."""
+    from ..hosts import build_host_bank
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("hosts", total=None)
+        index = build_host_bank(catalog, out, method=method, skip_bad=skip_bad,
+                                progress=lambda done, total, cid: bar.update(
+                                    task, completed=done, total=total, description=f"hosts {cid}"))
+    err_console.print(f"{len(index['hosts'])} hosts, {len(index['errors'])} failed -> {out / 'index.json'}",
+                      highlight=False)
+    for row in index["errors"]:
+        err_console.print(f"[bold red]error:[/] case {row['id']}: {row['error']}", highlight=False)
+    if index["errors"]:
+        raise typer.Exit(code=1)
