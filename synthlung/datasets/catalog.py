@@ -28,6 +28,9 @@ Schema (``schema_version`` 1)::
       ]
     }
 
+A failed case (``errors`` non-empty, only with ``skip_bad``) keeps its id and
+source paths; its sha256 values and measurements are null.
+
 Paths: ``image`` and ``label`` are POSIX paths relative to the catalog's folder
 when the file lies inside it (``--canonical`` copies), otherwise absolute.
 ``source`` paths are always absolute. A DICOM series folder's sha256 is that

@@ -53,7 +53,7 @@ def _number(x) -> float | int:
     return int(x) if float(x).is_integer() else float(x)
 
 
-def _measure(case_id: str, image: Volume, label: Volume | None) -> dict:
+def _measure(image: Volume, label: Volume | None) -> dict:
     voxel_mm3 = float(np.prod(image.spacing))
     tumor = None if label is None else int(np.count_nonzero(label.array == 1))
     return {"shape": list(image.shape), "spacing_mm": list(image.spacing),
@@ -101,14 +101,14 @@ def _ingest_case(spec: CaseSpec, source: dict, out: Path, canonical: bool) -> Ca
         "image": sha256_of(image_file), "label": None if label_file is None else sha256_of(label_file)}
     return CaseRecord(id=spec.id, image=catalog_relpath(image_file, out),
                       label=None if label_file is None else catalog_relpath(label_file, out),
-                      sha256=sha, source=source, **_measure(spec.id, image, label), root=out)
+                      sha256=sha, source=source, **_measure(image, label), root=out)
 
 
 def _failed(spec: CaseSpec, errors: list[str], out: Path) -> CaseRecord:
-    return CaseRecord(id=spec.id, image=str(spec.image), label=None if spec.label is None else str(spec.label),
-                      sha256={"image": None, "label": None},
-                      source={"image": str(spec.image), "label": None if spec.label is None else str(spec.label),
-                              "sha256": {"image": None, "label": None}},
+    label = None if spec.label is None else str(spec.label)
+    no_sha = {"image": None, "label": None}
+    return CaseRecord(id=spec.id, image=str(spec.image), label=label, sha256=dict(no_sha),
+                      source={"image": str(spec.image), "label": label, "sha256": dict(no_sha)},
                       errors=errors, root=out)
 
 
