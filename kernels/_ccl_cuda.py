@@ -17,19 +17,23 @@ def find(par, x):
 
 
 @cuda.jit(device=True, inline=True)
-def neighbour(i, nz, ny, nx, reach, dz, dy, dx):
-    """Flat index of the neighbour at (dz, dy, dx) of voxel i, or -1 if outside or not adjacent."""
+def backward_neighbour(i, nz, ny, nx, reach, t):
+    """Flat index of the t-th (0..12) backward neighbour of voxel i, or -1 if outside or not adjacent.
+
+    t = 9 (dz + 1) + 3 (dy + 1) + (dx + 1) with dz in {-1, 0}: the 13 offsets
+    before (0, 0, 0) in C order; ``reach`` = 1, 2, 3 for 6-, 18-, 26-connectivity.
+    """
+    dz = t // 9 - 1
+    dy = (t // 3) % 3 - 1
+    dx = t % 3 - 1
     if abs(dz) + abs(dy) + abs(dx) > reach:
         return -1
     z = i // (ny * nx)
     y = (i // nx) % ny
     x = i % nx
-    zz = z + dz
-    yy = y + dy
-    xx = x + dx
-    if zz < 0 or yy < 0 or yy >= ny or xx < 0 or xx >= nx:
+    if z + dz < 0 or y + dy < 0 or y + dy >= ny or x + dx < 0 or x + dx >= nx:
         return -1
-    return (zz * ny + yy) * nx + xx
+    return i + (dz * ny + dy) * nx + dx
 
 
 @cuda.jit
@@ -42,44 +46,36 @@ def init(mask, par, nz, ny, nx, reach):
         par[i] = 0xFFFFFFFF
         return
     best = i
-    for dz in range(-1, 1):
-        for dy in range(-1, 2):
-            for dx in range(-1, 2):
-                if dz * 9 + dy * 3 + dx >= 0:
-                    continue
-                j = neighbour(i, nz, ny, nx, reach, dz, dy, dx)
-                if j >= 0 and j < best and mask[j] != 0:
-                    best = j
+    for t in range(13):
+        j = backward_neighbour(i, nz, ny, nx, reach, t)
+        if j >= 0 and j < best and mask[j] != 0:
+            best = j
     par[i] = best
 
 
 @cuda.jit
 def merge(mask, par, nz, ny, nx, reach):
-    """Union each foreground voxel with its backward foreground neighbours (atomic min roots)."""
+    """Union each foreground voxel with its backward foreground neighbours (atomic-min roots)."""
     i = cuda.grid(1)
     if i >= mask.size or mask[i] == 0:
         return
-    for dz in range(-1, 1):
-        for dy in range(-1, 2):
-            for dx in range(-1, 2):
-                if dz * 9 + dy * 3 + dx >= 0:
-                    continue
-                j = neighbour(i, nz, ny, nx, reach, dz, dy, dx)
-                if j < 0 or mask[j] == 0:
-                    continue
-                a = find(par, i)
-                b = find(par, j)
-                while a != b:
-                    if a < b:
-                        old = cuda.atomic.min(par, b, a)
-                        if old == b:
-                            break
-                        b = find(par, old)
-                    else:
-                        old = cuda.atomic.min(par, a, b)
-                        if old == a:
-                            break
-                        a = find(par, old)
+    for t in range(13):
+        j = backward_neighbour(i, nz, ny, nx, reach, t)
+        if j < 0 or mask[j] == 0:
+            continue
+        a = find(par, i)
+        b = find(par, j)
+        while a != b:
+            if a < b:
+                old = cuda.atomic.min(par, b, a)
+                if old == b:
+                    break
+                b = find(par, old)
+            else:
+                old = cuda.atomic.min(par, a, b)
+                if old == a:
+                    break
+                a = find(par, old)
 
 
 @cuda.jit
@@ -117,13 +113,9 @@ def accumulate(lab, counts, lo, hi, sums):
     if v == 0:
         return
     i = v - 1
+    pos = (z, y, x)
     cuda.atomic.add(counts, i, 1)
-    cuda.atomic.add(sums, (i, 0), z)
-    cuda.atomic.add(sums, (i, 1), y)
-    cuda.atomic.add(sums, (i, 2), x)
-    cuda.atomic.min(lo, (i, 0), z)
-    cuda.atomic.min(lo, (i, 1), y)
-    cuda.atomic.min(lo, (i, 2), x)
-    cuda.atomic.max(hi, (i, 0), z + 1)
-    cuda.atomic.max(hi, (i, 1), y + 1)
-    cuda.atomic.max(hi, (i, 2), x + 1)
+    for a in range(3):
+        cuda.atomic.add(sums, (i, a), pos[a])
+        cuda.atomic.min(lo, (i, a), pos[a])
+        cuda.atomic.max(hi, (i, a), pos[a] + 1)

@@ -62,10 +62,28 @@ def reference(mask, connectivity: int = 26):
 # ---------------------------------------------------------------- cpu
 
 @njit(cache=True, inline="always")
+def _scan_bytes(m8, start, x0, x1, inrun, s, rs, re, k, write):
+    """Advance the run scan over bytes x0..x1 of the row at ``start``; returns (inrun, s, k)."""
+    for x in range(x0, x1):
+        if m8[start + x] != 0:
+            if not inrun:
+                inrun = True
+                s = x
+        elif inrun:
+            inrun = False
+            if write:
+                rs[k] = s
+                re[k] = x
+            k += 1
+    return inrun, s, k
+
+
+@njit(cache=True, inline="always")
 def _scan_row(m8, m64, start, nx, rs, re, k, write):
     """Find the foreground runs [s, e) of the row at flat offset ``start``; return the run count.
 
     With ``m64`` (rows a multiple of 8 bytes) whole words of 0 or 1 bytes are skipped.
+    ``write`` stores the runs at ``rs[k:]``, ``re[k:]``; without it they are only counted.
     """
     inrun = False
     s = 0
@@ -75,31 +93,9 @@ def _scan_row(m8, m64, start, nx, rs, re, k, write):
             w = m64[w0 + wi]
             if (inrun and w == _ALL1) or (not inrun and w == 0):
                 continue
-            base = wi * 8
-            for b in range(8):
-                x = base + b
-                if m8[start + x] != 0:
-                    if not inrun:
-                        inrun = True
-                        s = x
-                elif inrun:
-                    inrun = False
-                    if write:
-                        rs[k] = s
-                        re[k] = x
-                    k += 1
+            inrun, s, k = _scan_bytes(m8, start, wi * 8, wi * 8 + 8, inrun, s, rs, re, k, write)
     else:
-        for x in range(nx):
-            if m8[start + x] != 0:
-                if not inrun:
-                    inrun = True
-                    s = x
-            elif inrun:
-                inrun = False
-                if write:
-                    rs[k] = s
-                    re[k] = x
-                k += 1
+        inrun, s, k = _scan_bytes(m8, start, 0, nx, inrun, s, rs, re, k, write)
     if inrun:
         if write:
             rs[k] = s
