@@ -43,3 +43,16 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         fh.write(line.rstrip("\n") + "\n")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporaries that a killed writer left under ``folder``; returns what was removed.
+
+    Only names made by :func:`atomic_path` (``.NAME.XXXX.tmp...``) are touched.
+    """
+    removed = []
+    for tmp in Path(folder).rglob(".*.tmp*"):
+        if tmp.is_file():
+            tmp.unlink()
+            removed.append(tmp)
+    return removed

@@ -17,15 +17,18 @@ DONOR_SEEDS = (11, 12)
 HOST_SEEDS = (21, 22)
 
 
-def write_phantom_dataset(folder: Path) -> Path:
-    """Write donor (labeled) and host (unlabeled) phantom scans as a generic image/label folder."""
+def write_phantom_dataset(folder: Path, **phantom_kw) -> Path:
+    """Write donor (labeled) and host (unlabeled) phantom scans as a generic image/label folder.
+
+    ``phantom_kw`` (shape, spacing_mm) go to :func:`synthlung.phantom.chest_phantom`.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for s in DONOR_SEEDS:
-        ph = chest_phantom(n_tumors=3, seed=s)
+        ph = chest_phantom(n_tumors=3, seed=s, **phantom_kw)
         save(ph.image, folder / f"donor{s}_image.nii.gz")
         save(ph.label, folder / f"donor{s}_label.nii.gz")
     for s in HOST_SEEDS:
-        ph = chest_phantom(n_tumors=0, seed=s)
+        ph = chest_phantom(n_tumors=0, seed=s, **phantom_kw)
         save(ph.image, folder / f"host{s}_image.nii.gz")
     return folder
 

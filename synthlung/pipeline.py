@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .atomic import append_line, write_json
+from .atomic import append_line, remove_stale_temporaries, write_json
 from .errors import InputError
 from .layouts import LAYOUTS
 from .rng import case_key, case_rng
@@ -49,6 +49,21 @@ def _banks(job: GenerateJob) -> tuple[Any, Any]:
     return _BANKS[key]
 
 
+_HOSTS: dict[tuple[str, int], Any] = {}
+HOST_CACHE_SIZE = 2
+
+
+def _host(job: GenerateJob, hosts: Any, index: int) -> Any:
+    """Host ``index`` of the bank, kept for the next cases of this process (loading and
+    the placement zone's distance transform cost more than a whole case)."""
+    key = (job.hosts, index)
+    if key not in _HOSTS:
+        while len(_HOSTS) >= HOST_CACHE_SIZE:
+            _HOSTS.pop(next(iter(_HOSTS)))
+        _HOSTS[key] = hosts[index]
+    return _HOSTS[key]
+
+
 def make_case(job: GenerateJob, index: int) -> dict:
     """Make and write case ``index``; return its manifest entry. Safe to run in any process."""
     from .io import save
@@ -57,7 +72,7 @@ def make_case(job: GenerateJob, index: int) -> dict:
     if len(hosts) == 0:
         raise InputError(f"{job.hosts}: the host bank is empty")
     rng = case_rng(job.seed, index)
-    host = hosts[int(rng.integers(len(hosts)))]
+    host = _host(job, hosts, int(rng.integers(len(hosts))))
     case = synthesize(host, seeds, rng, SynthesisConfig.from_dict(job.config), key=case_key(job.seed, index))
     layout = LAYOUTS[job.layout]
     paths = layout.case_paths(Path(job.out), index)
@@ -139,6 +154,7 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
                          "or choose an empty folder")
     config = config or SynthesisConfig()
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     job = GenerateJob(str(Path(hosts).resolve()), str(Path(seeds).resolve()), str(out.resolve()),
                       int(seed), layout, config.to_dict())
     run_info = {"n": n, "seed": seed, "layout": layout, "config": config.to_dict(),

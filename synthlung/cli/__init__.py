@@ -1,8 +1,6 @@
 """The ``synthlung`` command. Each area adds its subcommands in a module of this package."""
 from __future__ import annotations
 
-import sys
-
 from ._app import app, main
 
 # Subcommand modules register themselves on ``app`` when imported; one line each.
@@ -12,6 +10,3 @@ from . import ingest  # noqa: E402,F401
 from . import seeds  # noqa: E402,F401
 
 __all__ = ["app", "main"]
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Synthetic cases: label exactness, untouched voxels, determinism, records; real-data realism."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from synthlung.hosts import make_host
+from synthlung.phantom import chest_phantom
+from synthlung.rng import case_rng
+from synthlung.seeds import SeedBank, extract_seeds
+from synthlung.synthesize import BLEND_METHODS, SynthesisConfig, synthesize
+
+SMALL = dict(shape=(112, 96, 80), spacing_mm=(2.5, 2.5, 3.0))
+
+
+@pytest.fixture(scope="module")
+def seed_bank(tmp_path_factory):
+    donor = chest_phantom(n_tumors=3, seed=5, **SMALL)
+    return SeedBank.write(extract_seeds(donor.image, donor.label, case_id="donor"),
+                          tmp_path_factory.mktemp("seeds"))
+
+
+@pytest.fixture(scope="module")
+def host():
+    ph = chest_phantom(n_tumors=1, seed=9, **SMALL)
+    return make_host(ph.image, ph.label, host_id="phantom9", lungs=ph.lungs)
+
+
+def _touched_boxes(record, shape):
+    boxes = np.zeros(shape, dtype=bool)
+    for t in record["tumors"]:
+        o, s = t["offset_voxels"], t["box_shape"]
+        boxes[o[0]:o[0] + s[0], o[1]:o[1] + s[1], o[2]:o[2] + s[2]] = True
+    return boxes
+
+
+@pytest.mark.parametrize("method", BLEND_METHODS)
+def test_case_label_and_untouched_voxels(host, seed_bank, method):
+    config = SynthesisConfig(n_tumors=(2,), method=method)
+    case = synthesize(host, seed_bank, case_rng(3, 0), config, key=[3, 0])
+    rec = case.record
+    assert rec["tumors_inserted"] >= 1
+    assert case.image.array.dtype == host.image.array.dtype
+    np.testing.assert_array_equal(case.image.affine, host.image.affine)
+    # The host's own tumor is kept; inserted tumors get instance ids 1..k.
+    assert (case.label.array[host.tumors.array > 0] == 1).all()
+    ids = np.unique(case.instances.array)
+    assert list(ids) == list(range(rec["tumors_inserted"] + 1))
+    assert ((case.instances.array > 0) <= (case.label.array == 1)).all()
+    # Every inserted label voxel lies in the lungs dilated by 2 mm.
+    grown = ndi.distance_transform_edt(host.lungs.array == 0, sampling=host.image.spacing) <= 2.0
+    assert grown[case.instances.array > 0].all()
+    # Outside the blending boxes the image is bit-identical to the host.
+    outside = ~_touched_boxes(rec, case.image.shape)
+    np.testing.assert_array_equal(case.image.array[outside], host.image.array[outside])
+    # The record is plain JSON and names everything needed to redo the case.
+    again = json.loads(json.dumps(rec))
+    assert again["random_key"] == [3, 0] and again["host"]["id"] == "phantom9"
+    assert all(t["seed_id"] in seed_bank.ids and "morph" in t for t in again["tumors"])
+
+
+def test_same_key_same_case_other_key_other_case(host, seed_bank):
+    a = synthesize(host, seed_bank, case_rng(1, 4))
+    b = synthesize(host, seed_bank, case_rng(1, 4))
+    c = synthesize(host, seed_bank, case_rng(1, 5))
+    np.testing.assert_array_equal(a.image.array, b.image.array)
+    np.testing.assert_array_equal(a.instances.array, b.instances.array)
+    assert a.record == b.record
+    assert not np.array_equal(a.image.array, c.image.array)
+
+
+def test_nothing_fits_is_recorded_not_looped(host, seed_bank):
+    from synthlung.placement import PlacementRules
+    config = SynthesisConfig(n_tumors=(2,), placement=PlacementRules(min_inside_fraction=1.01, max_tries=5),
+                             seed_draws_per_tumor=2)
+    case = synthesize(host, seed_bank, case_rng(0, 0), config)
+    assert case.record["tumors_inserted"] == 0
+    assert "2 of 2 tumors found no place" in case.record["note"]
+    np.testing.assert_array_equal(case.image.array, host.image.array)
