@@ -11,8 +11,6 @@ has). Integer and float inputs; sums are accumulated in float64.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from numba import njit, prange
 
@@ -65,35 +63,12 @@ def cpu(x, factors):
     return out
 
 
-@functools.cache
-def _cuda_kernel():
-    from numba import cuda
-
-    @cuda.jit
-    def kernel(x, f0, f1, f2, out):
-        a, b, c = cuda.grid(3)
-        m0, m1, m2 = out.shape
-        if a >= m0 or b >= m1 or c >= m2:
-            return
-        n0, n1, n2 = x.shape
-        i1 = min((a + 1) * f0, n0)
-        j1 = min((b + 1) * f1, n1)
-        k1 = min((c + 1) * f2, n2)
-        acc = 0.0
-        for i in range(a * f0, i1):
-            for j in range(b * f1, j1):
-                for k in range(c * f2, k1):
-                    acc += x[i, j, k]
-        out[a, b, c] = acc / ((i1 - a * f0) * (j1 - b * f1) * (k1 - c * f2))
-
-    return kernel
-
-
 def cuda(x, factors):
     """Block means on the GPU: one thread per output voxel; output on the input's device."""
     shape = _out_shape(x.shape, factors)
+    from . import _lung_cuda
     out = array_module(x).empty(shape, dtype=np.float32)
     threads = (4, 8, 8)
     blocks = tuple(-(-s // t) for s, t in zip(shape, threads))
-    _cuda_kernel()[blocks, threads](x, int(factors[0]), int(factors[1]), int(factors[2]), out)
+    _lung_cuda.block_mean[blocks, threads](x, int(factors[0]), int(factors[1]), int(factors[2]), out)
     return out

@@ -13,8 +13,6 @@ decision never make an intermediate full-size array.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from numba import njit, prange
 
@@ -63,34 +61,13 @@ def cpu(hu, labels, core, factors, threshold):
     return out
 
 
-@functools.cache
-def _cuda_kernel():
-    from numba import cuda
-
-    @cuda.jit
-    def kernel(hu, labels, core, f0, f1, f2, threshold, out):
-        i, j, k = cuda.grid(3)
-        n0, n1, n2 = hu.shape
-        if i >= n0 or j >= n1 or k >= n2:
-            return
-        a = i // f0
-        b = j // f1
-        c = k // f2
-        lab = labels[a, b, c]
-        if lab != 0 and (core[a, b, c] != 0 or hu[i, j, k] < threshold):
-            out[i, j, k] = lab
-        else:
-            out[i, j, k] = 0
-
-    return kernel
-
-
 def cuda(hu, labels, core, factors, threshold):
     """Refined uint8 labels on the GPU, one thread per voxel; output on the input's device."""
     _check(hu, labels, core, factors)
+    from . import _lung_cuda
     out = array_module(hu).empty(hu.shape, dtype=np.uint8)
     threads = (2, 8, 32)
     blocks = tuple(-(-s // t) for s, t in zip(hu.shape, threads))
-    _cuda_kernel()[blocks, threads](hu, labels, core, int(factors[0]), int(factors[1]), int(factors[2]),
+    _lung_cuda.lung_refine[blocks, threads](hu, labels, core, int(factors[0]), int(factors[1]), int(factors[2]),
                                     float(threshold), out)
     return out

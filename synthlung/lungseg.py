@@ -185,6 +185,17 @@ def _airways(coarse, inner, grid: _Grid, midline_x, xworld, xp, max_airway_ml: f
     return best
 
 
+def _gas(coarse, cand, gas_hu, grid: _Grid, xp, ndi, min_ml: float = 5.0):
+    """Pockets of homogeneous gas (coarse mean below ``gas_hu``, at least ``min_ml``) plus one coarse
+    voxel around them: bowel and stomach gas that a thin diaphragm would otherwise join to a lung."""
+    labels, n = label(cand & (coarse < gas_hu), connectivity=6)
+    if n == 0:
+        return xp.zeros(cand.shape, dtype=bool)
+    big = xp.bincount(labels.ravel(), minlength=n + 1) * grid.voxel_ml >= min_ml
+    big[0] = False
+    return _dilate(big[labels], max(grid.spacing), grid.spacing, ndi)
+
+
 def _split(component, grid: _Grid, ndi, xp):
     """Split one mask spanning both lungs at its narrowest link: erode (mm) until two cores appear.
 
@@ -349,6 +360,8 @@ def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, 
     cand = inner
     if airway is not None:
         cand = inner & ~_dilate(airway, max(airway_wall_mm, *grid.spacing), grid.spacing, ndi)
+    gas = _gas(coarse, cand, gas_hu, grid, xp, ndi)
+    cand = cand & ~gas
     steps("airways")
 
     coarse_labels = _select_lungs(cand, coarse, grid, xworld, midline_x, xp, ndi, gas_hu=gas_hu,
@@ -367,6 +380,7 @@ def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, 
     band = xp.where(lungs > 0, lungs, band)
     if airway is not None:
         band[(lungs == 0) & airway] = 0
+    band[(lungs == 0) & gas] = 0
     core = (ndi.grey_erosion(lungs, size=(3, 3, 3), mode="nearest") == lungs) & \
            (ndi.grey_dilation(lungs, size=(3, 3, 3), mode="nearest") == lungs)
     out = dispatch(lung_refine, hu, backend)(hu, band.astype(xp.uint8), core.astype(xp.uint8),
