@@ -53,8 +53,8 @@ _MG_DTYPE = np.float32   # the V-cycle (preconditioner) works in single precisio
 
 
 def _alpha_v(host, seed, weight, out, lo, hi, t):
-    w = weight[t]
-    v = host[t] * (1.0 - w) + seed[t] * w
+    w = np.float64(weight[t])  # float64 arithmetic on every target (numba float() keeps float32)
+    v = np.float64(host[t]) * (1.0 - w) + np.float64(seed[t]) * w
     out[t] = min(max(v, lo), hi)
 
 
@@ -63,8 +63,8 @@ def _rhs_v(fixed, mask, seed, host, wz, wy, wx, mixed, b, x, i, j, k):
     if not mask[i, j, k]:
         return 0.0
     acc = 0.0
-    sp = float(seed[i, j, k])
-    hp = float(host[i, j, k])
+    sp = np.float64(seed[i, j, k])
+    hp = np.float64(host[i, j, k])
     for n in range(6):
         axis = n // 2
         s = 1 - 2 * (n % 2)
@@ -72,14 +72,14 @@ def _rhs_v(fixed, mask, seed, host, wz, wy, wx, mixed, b, x, i, j, k):
         qj = j + s if axis == 1 else j
         qk = k + s if axis == 2 else k
         w = wz if axis == 0 else (wy if axis == 1 else wx)
-        g = sp - float(seed[qi, qj, qk])
+        g = sp - np.float64(seed[qi, qj, qk])
         if mixed:
-            gh = hp - float(host[qi, qj, qk])
+            gh = hp - np.float64(host[qi, qj, qk])
             if abs(gh) > abs(g):
                 g = gh
         acc += w * g
         if not mask[qi, qj, qk]:
-            acc += w * float(fixed[qi, qj, qk])
+            acc += w * np.float64(fixed[qi, qj, qk])
     b[i, j, k] = acc
     x[i, j, k] = sp
     return acc * acc
@@ -537,85 +537,13 @@ def _blocks(n: int) -> int:
     return (n + _TPB - 1) // _TPB
 
 
-def _interior(t, shape):
-    """(i, j, k) of flat index t and whether it is an interior voxel of ``shape``."""
-    nz, ny, nx = shape
-    k = t % nx
-    j = (t // nx) % ny
-    i = t // (nx * ny)
-    ok = 0 < i < nz - 1 and 0 < j < ny - 1 and 0 < k < nx - 1
-    return i, j, k, ok
-
-
-@functools.cache
-def _cuda_kernels():
-    """Compile the CUDA kernels on first use (never at import)."""
-    from types import SimpleNamespace
-
-    from numba import cuda
-
-    dev = cuda.jit(device=True)
-    alpha_v, rhs_v, interior = dev(_alpha_v), dev(_rhs_v), dev(_interior)
-    smooth_v, resid_v, matvec_v = _make_stencil_ops(dev)
-    restrict_v, prolong_v, coarsen_v = _make_transfer_ops(dev)
-
-    @cuda.jit
-    def alpha(host, seed, weight, out, lo, hi):
-        t = cuda.grid(1)
-        if t < out.size:
-            alpha_v(host, seed, weight, out, lo, hi, t)
-
-    @cuda.jit
-    def rhs(fixed, mask, seed, host, wz, wy, wx, mixed, b, x):
-        i, j, k, ok = interior(cuda.grid(1), b.shape)
-        if ok:
-            rhs_v(fixed, mask, seed, host, wz, wy, wx, mixed, b, x, i, j, k)
-
-    @cuda.jit
-    def smooth(u, b, mask, wz, wy, wx, inv, color):
-        i, j, k, ok = interior(cuda.grid(1), u.shape)
-        if ok and (i + j + k) % 2 == color:
-            smooth_v(u, b, mask, wz, wy, wx, inv, i, j, k)
-
-    @cuda.jit
-    def resid(u, b, mask, wz, wy, wx, r):
-        i, j, k, ok = interior(cuda.grid(1), u.shape)
-        if ok:
-            resid_v(u, b, mask, wz, wy, wx, r, i, j, k)
-
-    @cuda.jit
-    def matvec(p, mask, wz, wy, wx, q):
-        i, j, k, ok = interior(cuda.grid(1), p.shape)
-        if ok:
-            matvec_v(p, mask, wz, wy, wx, q, i, j, k)
-
-    @cuda.jit
-    def restrict(r, cmask, fz, fy, fx, bc):
-        i, j, k, ok = interior(cuda.grid(1), bc.shape)
-        if ok:
-            restrict_v(r, cmask, fz, fy, fx, bc, i, j, k)
-
-    @cuda.jit
-    def prolong(uc, mask, fz, fy, fx, u):
-        i, j, k, ok = interior(cuda.grid(1), u.shape)
-        if ok:
-            prolong_v(uc, mask, fz, fy, fx, u, i, j, k)
-
-    @cuda.jit
-    def coarsen(mask, fz, fy, fx, cmask):
-        i, j, k, ok = interior(cuda.grid(1), cmask.shape)
-        if ok:
-            coarsen_v(mask, fz, fy, fx, cmask, i, j, k)
-
-    return SimpleNamespace(alpha=alpha, rhs=rhs, smooth=smooth, resid=resid, matvec=matvec,
-                           restrict=restrict, prolong=prolong, coarsen=coarsen)
-
-
 class _CudaOps:
     """Stencils as Numba CUDA kernels; BLAS-1 and reductions with the array module (on device)."""
 
     def __init__(self, xp):
-        self.k = _cuda_kernels()
+        from . import _blend_cuda
+
+        self.k = _blend_cuda
         self.xp = xp
 
     @staticmethod
@@ -691,7 +619,8 @@ def alpha_cpu(host, seed, weight, lo: float, hi: float):
 
 def alpha_cuda(host, seed, weight, lo: float, hi: float):
     """:func:`alpha_cpu` as a CUDA kernel."""
-    kernel = _cuda_kernels().alpha
+    from ._blend_cuda import alpha as kernel
+
     return _alpha(host, seed, weight, lo, hi,
                   lambda *a: kernel[_blocks(a[3].size), _TPB](*a))
 

@@ -1,0 +1,195 @@
+"""Blending kernels (alpha, MGPCG Poisson) against NumPy/SciPy, and the blend() front end."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synthlung.blending import blend, estimate_noise_hu
+from synthlung.errors import InputError
+from synthlung.kernels import blend as K
+
+SPACINGS = [(1.0, 1.0, 1.0), (5.0, 0.57, 0.57), (2.5, 1.0, 0.7)]
+
+
+def _ball(shape, r, centre=None):
+    c = [(n - 1) / 2 for n in shape] if centre is None else centre
+    z, y, x = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return (z - c[0]) ** 2 + (y - c[1]) ** 2 + (x - c[2]) ** 2 <= r * r
+
+
+def _case(seed=0, shape=(14, 16, 15), core=True):
+    """Random host/seed boxes, a ball ring to solve, optionally a held core at seed HU."""
+    rng = np.random.default_rng(seed)
+    host = rng.normal(-800, 60, shape).astype(np.float32)
+    seed_img = (rng.normal(0, 80, shape) + 300 * _ball(shape, 3)).astype(np.float32)
+    solve = _ball(shape, 5.5)
+    fixed = host.copy()
+    if core:
+        c = _ball(shape, 2.5)
+        fixed[c] = seed_img[c]
+        solve &= ~c
+    return fixed, solve, seed_img, host
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("core,mixed", [(False, False), (True, False), (True, True)])
+def test_poisson_cpu_matches_scipy(spacing, core, mixed):
+    fixed, solve, seed_img, host = _case(core=core)
+    out, it, rel = K.cpu.poisson(fixed, solve, seed_img, host, spacing, mixed, tol=1e-9)
+    ref, _, ref_rel = K.reference.poisson(fixed, solve, seed_img, host, spacing, mixed)
+    assert ref_rel < 1e-10
+    assert 0 < it < 40 and rel <= 1e-9
+    np.testing.assert_allclose(out, ref, atol=2e-3)
+    # voxels outside the solve mask are the held values, bit for bit
+    assert np.array_equal(out[~solve], fixed[~solve])
+
+
+def test_poisson_reports_residual_of_the_assembled_system():
+    fixed, solve, seed_img, host = _case(seed=3)
+    out, it, rel = K.cpu.poisson(fixed, solve, seed_img, host, (1.5, 1.5, 1.5), True, tol=1e-5)
+    A, b, _ = K.assemble(fixed, solve, seed_img, host, (1.5, 1.5, 1.5), True)
+    true_rel = np.linalg.norm(b - A @ out[solve].astype(np.float64)) / np.linalg.norm(b)
+    assert rel <= 1e-5 and it >= 1
+    assert true_rel < 2e-5  # float32 output rounding on top of the solver's residual
+    _, it_max, rel_max = K.cpu.poisson(fixed, solve, seed_img, host, (1.5, 1.5, 1.5), True,
+                                       tol=1e-12, max_iter=2)
+    assert it_max == 2 and rel_max > 1e-12
+
+
+def test_textbook_poisson_removes_a_constant_offset():
+    """A seed = host + c solved on a region gives back the host: the shift disappears."""
+    rng = np.random.default_rng(1)
+    shape = (12, 13, 14)
+    host = rng.normal(-700, 50, shape).astype(np.float32)
+    solve = _ball(shape, 4.5)
+    out, _, _ = K.cpu.poisson(host, solve, host + 400.0, None, (2.0, 1.0, 0.8), tol=1e-10)
+    np.testing.assert_allclose(out, host, atol=2e-3)
+
+
+def test_core_held_exactly():
+    fixed, solve, seed_img, host = _case(seed=2)
+    core = ~solve & _ball(fixed.shape, 2.5)
+    out, _, _ = K.cpu.poisson(fixed, solve, seed_img, host, (1.0, 1.0, 1.0))
+    assert np.array_equal(out[core], seed_img[core])
+
+
+def test_poisson_rejects_solve_mask_on_the_box_faces():
+    fixed, solve, seed_img, host = _case()
+    solve[0, 5, 5] = True
+    with pytest.raises(InputError, match="faces"):
+        K.cpu.poisson(fixed, solve, seed_img, host)
+
+
+def test_alpha_cpu_exact_against_numpy():
+    rng = np.random.default_rng(4)
+    h, s = (rng.normal(0, 2000, (9, 10, 11)).astype(np.float32) for _ in range(2))
+    w = rng.random((9, 10, 11)).astype(np.float32)
+    out = K.cpu.alpha(h, s, w, -1024, 3071)
+    assert out.dtype == np.float32
+    assert np.array_equal(out, K.reference.alpha(h, s, w, -1024, 3071))
+    assert out.min() >= -1024 and out.max() <= 3071
+
+
+def test_cuda_matches_cpu_in_simulator_or_gpu():
+    """Same algorithm, same iteration count: the iterates agree to float rounding."""
+    fixed, solve, seed_img, host = _case(shape=(8, 9, 8), seed=5)
+    solve &= _ball(fixed.shape, 2.6)
+    args = (fixed, solve, seed_img, host, (2.0, 1.0, 1.0), True, 1e-12, 3)
+    ref = K.cpu.poisson(*args)
+    try:
+        import cupy as xp
+        args = tuple(xp.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
+    except ImportError:
+        xp = np
+    out = K.cuda.poisson(*args)
+    assert out[1] == ref[1] == 3
+    np.testing.assert_allclose(xp.asnumpy(out[0]) if xp is not np else out[0], ref[0], atol=1e-2)
+    assert abs(out[2] - ref[2]) <= 1e-3 * ref[2]
+    w = np.random.default_rng(6).random(fixed.shape).astype(np.float32)
+    a = K.cuda.alpha(*(xp.asarray(v) for v in (host, seed_img, w)), -1024, 3071)
+    a = xp.asnumpy(a) if xp is not np else a
+    np.testing.assert_allclose(a, K.cpu.alpha(host, seed_img, w, -1024, 3071), atol=1e-3)
+
+
+# ------------------------------------------------------------------ front end
+
+
+def _scene(shape=(20, 22, 24), offset=-230.0):
+    """A host lung (-850 HU + noise) and a seed: 40 HU tumour in its own, brighter lung."""
+    rng = np.random.default_rng(7)
+    host = rng.normal(-850, 15, shape).astype(np.float32)
+    ball = _ball(shape, 5.0)
+    soft = ball.astype(np.float32)
+    seed = np.where(ball, 40.0, -850.0 - offset).astype(np.float32)
+    seed += rng.normal(0, 5, shape).astype(np.float32)
+    return host, seed, soft
+
+
+@pytest.mark.parametrize("method", ["alpha", "poisson", "poisson-textbook", "replace"])
+def test_blend_touches_only_its_region(method):
+    host, seed, soft = _scene()
+    res = blend(host, seed, soft, method=method, spacing_mm=(1.5, 1.5, 1.5), feather_mm=2.0)
+    assert res.image.dtype == np.float32 and res.image.shape == host.shape
+    assert np.array_equal(res.image[~res.region], host[~res.region])
+    if method.startswith("poisson"):
+        assert res.iterations > 0 and res.residual <= 1e-5
+
+
+def test_core_held_poisson_keeps_tumour_hu_textbook_shifts_it():
+    host, seed, soft = _scene()
+    core = _ball(host.shape, 3.5)
+    held = blend(host, seed, soft, method="poisson", spacing_mm=(1.5,) * 3)
+    text = blend(host, seed, soft, method="poisson-textbook", spacing_mm=(1.5,) * 3)
+    seed_core = seed[core].mean()
+    assert abs(held.image[core].mean() - seed_core) < 5
+    # the textbook solve carries the 230 HU background difference into the tumour
+    assert seed_core - text.image[core].mean() > 100
+
+
+def test_poisson_margin_is_anisotropic_in_mm():
+    host, seed, soft = _scene()
+    res = blend(host, seed, soft, method="poisson", spacing_mm=(3.0, 1.0, 1.0), margin_mm=3.0)
+    c = [(n - 1) / 2 for n in host.shape]
+    # 3 mm is one voxel along z and three along x
+    zc, yc, xc = int(c[0]), int(round(c[1])), int(round(c[2]))
+    zs = np.flatnonzero(res.region[:, yc, xc])
+    xs = np.flatnonzero(res.region[zc, yc, :])
+    ball_z = np.flatnonzero(soft[:, yc, xc] >= 0.5)
+    ball_x = np.flatnonzero(soft[zc, yc, :] >= 0.5)
+    assert zs.max() - ball_z.max() == 1 and xs.max() - ball_x.max() == 3
+
+
+def test_alpha_feather_widens_weight_in_mm():
+    host, seed, soft = _scene()
+    plain = blend(host, seed, soft, method="alpha")
+    wide = blend(host, seed, soft, method="alpha", feather_mm=3.0, spacing_mm=(1.0, 1.0, 1.0))
+    assert plain.region.sum() == (soft > 0).sum()
+    assert wide.region.sum() > plain.region.sum()
+    np.testing.assert_array_equal(plain.image[soft >= 0.5], seed[soft >= 0.5])
+
+
+def test_noise_match_raises_seed_noise_to_host_level():
+    rng = np.random.default_rng(8)
+    shape = (24, 24, 24)
+    host = rng.normal(-850, 30, shape).astype(np.float32)
+    seed = rng.normal(40, 5, shape).astype(np.float32)
+    soft = _ball(shape, 9).astype(np.float32)
+    inner = _ball(shape, 7)
+    sigma_host = estimate_noise_hu(host, np.ones(shape, bool))
+    assert abs(sigma_host - 30) < 3
+    res = blend(host, seed, soft, method="replace", noise_match=sigma_host,
+                rng=np.random.default_rng(0))
+    assert abs(estimate_noise_hu(res.image, inner) - sigma_host) < 4
+    again = blend(host, seed, soft, method="replace", noise_match=sigma_host,
+                  rng=np.random.default_rng(0))
+    assert np.array_equal(res.image, again.image)
+
+
+def test_blend_clips_and_validates():
+    host, seed, soft = _scene()
+    res = blend(host, seed * 100, soft, method="replace", hu_range=(-1000, 1000))
+    assert res.image.max() <= 1000 and res.image.min() >= -1000
+    with pytest.raises(InputError, match="method"):
+        blend(host, seed, soft, method="magic")
+    with pytest.raises(InputError, match="shape"):
+        blend(host, seed[1:], soft)
