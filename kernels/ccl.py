@@ -5,12 +5,14 @@ shape of ``mask``, 0 on background, components numbered 1..n in one canonical
 order: by their first voxel in C order, exactly what ``scipy.ndimage.label``
 gives. Any non-zero mask value is foreground.
 
-* ``cpu``: run-based two-pass labelling in Numba. The mask is scanned in memory
-  order (any axis order is relabelled canonically afterwards, so Fortran-ordered
-  arrays are not copied); each row becomes a list of foreground runs, rows are
-  split into chunks whose runs are joined by union-find in parallel, chunk
-  borders are merged, then labels are assigned in one pass over the runs and
-  the runs written row by row in parallel into a zeroed output.
+* ``cpu``: run-based two-pass labelling in Numba. The mask is scanned once, in
+  memory order (any axis order is relabelled canonically afterwards, so
+  Fortran-ordered arrays are not copied): rows are split into chunks, one per
+  task in parallel; each row becomes a list of foreground runs (whole 8-byte
+  words of 0 or 1 skipped) that is joined at once by union-find with the runs
+  of its backward neighbour rows. Chunk borders are merged, labels assigned in
+  one pass over the runs (roots are the first run in C order), and the runs
+  written row by row in parallel into a zeroed output.
 * ``cuda``: union-find on the GPU after Playne & Hawick (2018), one thread per
   voxel (init to the lowest foreground neighbour, atomic-min union, path
   compression), with roots at the lowest linear index; canonical numbers come
@@ -104,26 +106,6 @@ def _scan_row(m8, m64, start, nx, rs, re, k, write):
     return k
 
 
-@njit(cache=True, parallel=True)
-def _count_runs(m8, m64, nrows, nx):
-    counts = np.empty(nrows + 1, np.int64)
-    counts[0] = 0
-    dummy = np.empty(0, np.int32)
-    for r in prange(nrows):
-        counts[r + 1] = _scan_row(m8, m64, r * nx, nx, dummy, dummy, 0, False)
-    return np.cumsum(counts)
-
-
-@njit(cache=True, parallel=True)
-def _fill_runs(m8, m64, rowptr, nrows, nx):
-    nruns = rowptr[nrows]
-    rs = np.empty(nruns, np.int32)
-    re = np.empty(nruns, np.int32)
-    for r in prange(nrows):
-        _scan_row(m8, m64, r * nx, nx, rs, re, rowptr[r], True)
-    return rs, re
-
-
 @njit(cache=True, inline="always")
 def _find(parent, x):
     while parent[x] != x:
@@ -162,7 +144,7 @@ def _join_rows(parent, rs, re, a0, a1, b0, b1, d):
 
 
 @njit(cache=True, inline="always")
-def _join_row(parent, rs, re, rowptr, r, ny, offsets, qmin, qmax):
+def _join_row(parent, rs, re, start, stop, r, ny, offsets, qmin, qmax):
     """Join row r with its backward neighbour rows q, qmin <= q < qmax."""
     z = r // ny
     y = r - z * ny
@@ -174,54 +156,70 @@ def _join_row(parent, rs, re, rowptr, r, ny, offsets, qmin, qmax):
         q = zz * ny + yy
         if q < qmin or q >= qmax:
             continue
-        _join_rows(parent, rs, re, rowptr[r], rowptr[r + 1], rowptr[q], rowptr[q + 1], offsets[o, 2])
+        _join_rows(parent, rs, re, start[r], stop[r], start[q], stop[q], offsets[o, 2])
 
 
 @njit(cache=True, parallel=True)
-def _union_runs(rs, re, rowptr, nrows, ny, offsets, nchunks):
-    nruns = rs.shape[0]
-    parent = np.empty(nruns, np.int32)
+def _runs(m8, m64, nrows, ny, nx, offsets, nchunks):
+    """Scan the rows into runs and join each row with its backward neighbours, in one pass.
+
+    Chunk c of rows stores its runs from index ``r0 * cap`` on (cap = most runs a
+    row can hold), so chunks need no count pass; the arrays are sized for the
+    worst case but only the pages of runs that exist are ever touched. Run i of
+    row r is ``[rs[i], re[i])`` for ``start[r] <= i < stop[r]``.
+    """
+    cap = (nx + 1) // 2
+    rs = np.empty(nrows * cap, np.int32)
+    re = np.empty(nrows * cap, np.int32)
+    parent = np.empty(nrows * cap, np.int32)
+    start = np.empty(nrows, np.int64)
+    stop = np.empty(nrows, np.int64)
     for c in prange(nchunks):
         r0 = c * nrows // nchunks
         r1 = (c + 1) * nrows // nchunks
-        for i in range(rowptr[r0], rowptr[r1]):
-            parent[i] = i
+        k = r0 * cap
         for r in range(r0, r1):
-            _join_row(parent, rs, re, rowptr, r, ny, offsets, r0, r1)
+            start[r] = k
+            k = _scan_row(m8, m64, r * nx, nx, rs, re, k, True)
+            stop[r] = k
+            for i in range(start[r], k):
+                parent[i] = i
+            _join_row(parent, rs, re, start, stop, r, ny, offsets, r0, r1)
     # chunk borders: only the first ny + 1 rows of a chunk reach back into the previous one
     for c in range(1, nchunks):
         r0 = c * nrows // nchunks
         r1 = min((c + 1) * nrows // nchunks, r0 + ny + 1)
         for r in range(r0, r1):
-            _join_row(parent, rs, re, rowptr, r, ny, offsets, 0, r0)
-    return parent
+            _join_row(parent, rs, re, start, stop, r, ny, offsets, 0, r0)
+    return rs, re, parent, start, stop
 
 
 @njit(cache=True)
-def _number_runs(parent):
-    """Component number of every run, roots numbered in run order (parent[i] <= i always)."""
+def _number_runs(parent, start, stop):
+    """Component number of every run, roots numbered in C order (parent[i] <= i always)."""
     lab = np.empty(parent.shape[0], np.uint32)
     n = 0
-    for i in range(parent.shape[0]):
-        p = parent[i]
-        if p == i:
-            n += 1
-            lab[i] = n
-        else:
-            lab[i] = lab[p]
+    for r in range(start.shape[0]):
+        for i in range(start[r], stop[r]):
+            p = parent[i]
+            if p == i:
+                n += 1
+                lab[i] = n
+            else:
+                lab[i] = lab[p]
     return lab, n
 
 
 @njit(cache=True)
-def _renumber_by_key(lab, n, rs, rowptr, nrows, rowkey, xstride):
+def _renumber_by_key(lab, n, rs, start, stop, rowkey, xstride):
     """Renumber so that components are ordered by the smallest key of their voxels.
 
     The key of a run's first voxel is ``rowkey[row] + rs * xstride``: its C-order
     index in the caller's axis order, when that differs from memory order.
     """
     best = np.full(n + 1, np.iinfo(np.int64).max, np.int64)
-    for r in range(nrows):
-        for i in range(rowptr[r], rowptr[r + 1]):
+    for r in range(start.shape[0]):
+        for i in range(start[r], stop[r]):
             key = rowkey[r] + rs[i] * xstride
             if key < best[lab[i]]:
                 best[lab[i]] = key
@@ -230,16 +228,17 @@ def _renumber_by_key(lab, n, rs, rowptr, nrows, rowkey, xstride):
     newnum[0] = 0
     for rank in range(n):
         newnum[order[rank] + 1] = rank + 1
-    for i in range(lab.shape[0]):
-        lab[i] = newnum[lab[i]]
+    for r in range(start.shape[0]):
+        for i in range(start[r], stop[r]):
+            lab[i] = newnum[lab[i]]
 
 
 @njit(cache=True, parallel=True)
-def _paint(out, rs, re, lab, rowptr, nrows, nx):
+def _paint(out, rs, re, lab, start, stop, nx):
     """Write each run's label into ``out`` (already zero: background is never written)."""
-    for r in prange(nrows):
+    for r in prange(start.shape[0]):
         base = r * nx
-        for i in range(rowptr[r], rowptr[r + 1]):
+        for i in range(start[r], stop[r]):
             v = lab[i]
             for x in range(base + rs[i], base + re[i]):
                 out[x] = v
@@ -265,18 +264,16 @@ def cpu(mask, connectivity: int = 26):
     nrows = nz * ny
     flat = m8.reshape(-1)
     m64 = flat.view(np.uint64) if nx % 8 == 0 and flat.size else np.empty(0, np.uint64)
-    rowptr = _count_runs(flat, m64, nrows, nx)
-    rs, re = _fill_runs(flat, m64, rowptr, nrows, nx)
-    nchunks = max(1, min(nrows // max(ny, 1), 4 * _threads()))
-    parent = _union_runs(rs, re, rowptr, nrows, ny, _ROW_OFFSETS[connectivity], nchunks)
-    lab, n = _number_runs(parent)
+    nchunks = max(1, min(nz, 4 * _threads()))
+    rs, re, parent, start, stop = _runs(flat, m64, nrows, ny, nx, _ROW_OFFSETS[connectivity], nchunks)
+    lab, n = _number_runs(parent, start, stop)
     if perm != (0, 1, 2) and n > 1:
         cstrides = np.array([mask.shape[1] * mask.shape[2], mask.shape[2], 1], dtype=np.int64)
         s = cstrides[list(perm)]  # C-order stride of each memory axis
         rowkey = (np.arange(nz, dtype=np.int64)[:, None] * s[0] + np.arange(ny, dtype=np.int64) * s[1]).ravel()
-        _renumber_by_key(lab, n, rs, rowptr, nrows, rowkey, s[2])
+        _renumber_by_key(lab, n, rs, start, stop, rowkey, s[2])
     out = np.zeros(work.shape, np.uint32)  # fresh zero pages from the OS, no memset
-    _paint(out.reshape(-1), rs, re, lab, rowptr, nrows, nx)
+    _paint(out.reshape(-1), rs, re, lab, start, stop, nx)
     return out.transpose(np.argsort(perm)), int(n)
 
 
