@@ -1,0 +1,186 @@
+"""synthlung.transforms: tumor insertion inside PyTorch/MONAI training loops."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from synthlung.backend import to_array
+from synthlung.errors import InputError
+from synthlung.phantom import chest_phantom
+from synthlung.seeds import SeedBank, extract_seeds
+from synthlung.synthesize import SynthesisConfig
+from synthlung.transforms import RandInsertTumors, RandInsertTumorsd
+
+torch = pytest.importorskip("torch")
+
+SHAPE, SPACING = (96, 80, 64), (3.0, 3.0, 3.5)
+CONFIG = SynthesisConfig(n_tumors=(2,))
+
+
+@pytest.fixture(scope="module")
+def ct():
+    """The host: a small phantom with two tumors of its own."""
+    return chest_phantom(shape=SHAPE, spacing_mm=SPACING, n_tumors=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    """A seed bank cut from another phantom."""
+    donor = chest_phantom(shape=SHAPE, spacing_mm=SPACING, n_tumors=3, seed=11)
+    seeds = extract_seeds(donor.image, donor.label, case_id="donor")
+    assert seeds
+    return SeedBank.write(seeds, tmp_path_factory.mktemp("seed_bank"))
+
+
+def _meta(array, affine, **meta):
+    from monai.data import MetaTensor
+    return MetaTensor(torch.from_numpy(np.ascontiguousarray(array))[None], affine=torch.as_tensor(affine),
+                      meta=meta)
+
+
+def _check_inserted(label, instances, host_label):
+    """Label = host tumors kept + inserted tumors; instances 1..k, only on inserted tumor voxels."""
+    ids = np.unique(instances)
+    assert ids[0] == 0 and ids[1:].tolist() == list(range(1, len(ids))) and len(ids) > 1
+    host = host_label > 0
+    assert (label[host] == 1).all()
+    assert not (instances[host] > 0).any()
+    assert ((label > 0) == (host | (instances > 0))).all()
+    assert (label > 0).sum() > host.sum()
+    return len(ids) - 1
+
+
+def test_torch_cpu_tensor_in_torch_tensor_out(ct, bank):
+    image = torch.from_numpy(ct.image.array.copy())
+    lungs = torch.from_numpy(ct.lungs.array.copy())
+    label = torch.from_numpy(ct.label.array.copy())
+    before = image.clone()
+    insert = RandInsertTumors(str(bank.root), CONFIG).set_random_state(seed=0)
+
+    host = insert.host(image, lungs=lungs, label=label, affine=ct.image.affine)
+    assert np.shares_memory(to_array(image), image.numpy())
+    assert np.shares_memory(host.image.array, image.numpy())  # the host sees the tensor's own memory
+    assert np.shares_memory(host.lungs.array, lungs.numpy())
+
+    out, out_label, instances = insert(image, lungs=lungs, label=label, affine=ct.image.affine)
+    assert all(isinstance(x, torch.Tensor) for x in (out, out_label, instances))
+    assert out.shape == image.shape and out.dtype == image.dtype and out.device == image.device
+    assert out_label.dtype == label.dtype and instances.dtype == torch.int32
+    assert torch.equal(image, before)  # the input is not written to
+    k = _check_inserted(out_label.numpy(), instances.numpy(), ct.label.array)
+    assert insert.last_record["tumors_inserted"] == k
+    boxes = np.zeros(SHAPE, dtype=bool)
+    for tumor in insert.last_record["tumors"]:
+        boxes[tuple(slice(o, o + n) for o, n in zip(tumor["offset_voxels"], tumor["box_shape"]))] = True
+    changed = (out != image).numpy()
+    assert changed.any() and not changed[~boxes].any()  # only the tumors' boxes are touched
+
+
+def test_same_seed_same_output_other_seed_other_output(ct, bank):
+    lungs = ct.lungs.array
+
+    def run(seed):
+        insert = RandInsertTumors(bank, CONFIG).set_random_state(seed=seed)
+        return insert(ct.image.array, lungs=lungs, affine=ct.image.affine)
+
+    a, b, c = run(5), run(5), run(6)
+    assert isinstance(a[0], np.ndarray) and a[2].dtype == np.uint16
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+    assert not np.array_equal(a[2], c[2])
+    # a RandomState passed as MONAI does, seeded alike, gives the same draws as seed=
+    by_state = RandInsertTumors(bank).set_random_state(state=np.random.RandomState(5))
+    by_seed = RandInsertTumors(bank).set_random_state(seed=5)
+    by_state.randomize(), by_seed.randomize()
+    assert by_state.key == by_seed.key
+
+
+def test_compose_dict_metatensor(ct, bank):
+    from monai.data import MetaTensor
+    from monai.transforms import Compose, MapTransform, Randomizable
+
+    affine = ct.image.affine
+    data = {"image": _meta(ct.image.array, affine, filename_or_obj="ct3.nii.gz"),
+            "label": _meta(ct.label.array.astype(np.float32), affine)}
+    t = RandInsertTumorsd(bank, CONFIG, instance_key="instances", record_key="record")
+    assert isinstance(t, Randomizable) and isinstance(t, MapTransform)
+    pipeline = Compose([t]).set_random_state(seed=1)
+    out = pipeline(data)  # lungs segmented on the fly
+    image, label, instances = out["image"], out["label"], out["instances"]
+    for x in (image, label, instances):
+        assert isinstance(x, MetaTensor) and x.shape == (1, *SHAPE)
+        assert np.allclose(x.affine.numpy(), affine)
+    assert image.meta["filename_or_obj"] == "ct3.nii.gz" and label.dtype == torch.float32
+    record = json.loads(out["record"])
+    assert record["applied"] and record["host"]["id"] == "ct3.nii.gz"
+    k = _check_inserted(label.numpy()[0], instances.numpy()[0], ct.label.array)
+    assert record["tumors_inserted"] == k
+    assert data["image"] is not image and torch.equal(data["image"][0], torch.from_numpy(ct.image.array))
+
+    # The array form seeded as Compose seeds its member gives the same case.
+    member_seed = int(np.random.RandomState(1).randint(2**32, dtype="uint32"))
+    again = RandInsertTumors(bank, CONFIG).set_random_state(seed=member_seed)
+    a_image, a_label, a_inst = again(data["image"], label=data["label"])
+    assert torch.equal(a_image, image) and torch.equal(a_inst, instances) and torch.equal(a_label, label)
+
+
+def test_prob_zero_leaves_everything(ct, bank):
+    image = torch.from_numpy(ct.image.array.copy())
+    insert = RandInsertTumors(bank, prob=0.0).set_random_state(seed=0)
+    out, label, instances = insert(image)  # no affine needed: nothing is done
+    assert out is image and torch.equal(out, torch.from_numpy(ct.image.array))
+    assert label.dtype == torch.uint8 and not label.any() and not instances.any()
+    data = {"image": _meta(ct.image.array, ct.image.affine), "label": _meta(ct.label.array, ct.image.affine)}
+    out = RandInsertTumorsd(bank, prob=0.0, instance_key="inst", record_key="rec")(data)
+    assert out["image"] is data["image"] and out["label"] is data["label"]
+    assert out["inst"].shape == (1, *SHAPE) and not out["inst"].any()
+    assert json.loads(out["rec"])["applied"] is False
+
+
+def test_lps_metatensor_and_bad_inputs(ct, bank):
+    insert = RandInsertTumors(bank, CONFIG).set_random_state(seed=0)
+    ras = ct.image.affine
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ras
+    image = _meta(ct.image.array, lps, space="LPS")
+    host = insert.host(image, lungs=torch.from_numpy(ct.lungs.array)[None])
+    assert np.allclose(host.image.affine, ras)
+    with pytest.raises(InputError, match="no affine"):
+        insert(torch.from_numpy(ct.image.array))
+    with pytest.raises(InputError, match="lungs shape"):
+        insert(ct.image.array, lungs=ct.lungs.array[:-1], affine=ras)
+    with pytest.raises(InputError, match=r"\(1, X, Y, Z\)"):
+        insert(np.stack([ct.image.array] * 2), affine=ras)
+
+
+def test_works_without_monai(bank):
+    """With MONAI hidden, the module imports, seeds the same way and draws the same keys."""
+    code = (
+        "import sys; sys.modules['monai'] = None\n"
+        "import numpy as np\n"
+        "from synthlung.seeds import SeedBank\n"
+        "from synthlung import transforms as t\n"
+        "assert not t.HAVE_MONAI\n"
+        f"ins = t.RandInsertTumors(SeedBank.open({str(bank.root)!r})).set_random_state(seed=5)\n"
+        "ins.randomize(); print(ins.key)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    insert = RandInsertTumors(bank).set_random_state(seed=5)
+    insert.randomize()
+    assert done.stdout.strip() == str(insert.key)
+
+
+@pytest.mark.gpu
+def test_cuda_tensor(ct, bank):
+    import cupy
+    image = torch.from_numpy(ct.image.array).cuda()
+    lungs = torch.from_numpy(ct.lungs.array).cuda()
+    insert = RandInsertTumors(bank, CONFIG).set_random_state(seed=0)
+    host = insert.host(image, lungs=lungs, affine=ct.image.affine)
+    assert isinstance(host.image.array, cupy.ndarray) and host.image.array.data.ptr == image.data_ptr()
+    out, label, instances = insert(image, lungs=lungs, affine=ct.image.affine)
+    assert out.device == image.device and label.device == image.device and instances.device == image.device
+    _check_inserted(label.cpu().numpy(), instances.cpu().numpy(), np.zeros(SHAPE, np.uint8))
