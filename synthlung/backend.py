@@ -67,7 +67,8 @@ def _is_cupy(x: Any) -> bool:
 
 
 def _is_torch(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
+    """A torch tensor, subclasses included (e.g. MONAI's MetaTensor)."""
+    return any(c.__name__ == "Tensor" and c.__module__.split(".")[0] == "torch" for c in type(x).__mro__)
 
 
 def array_module(x: Any):
