@@ -128,6 +128,22 @@ def test_compose_dict_metatensor(ct, bank):
     assert torch.equal(a_image, image) and torch.equal(a_inst, instances) and torch.equal(a_label, label)
 
 
+def test_monai_dataloader_batches(ct, bank):
+    """A training-loop setup: precomputed lungs, a DataLoader collating two synthetic cases."""
+    from monai.data import DataLoader, Dataset
+
+    affine = ct.image.affine
+    items = [{"image": _meta(ct.image.array, affine), "label": _meta(ct.label.array, affine),
+              "lungs": _meta(ct.lungs.array, affine)} for _ in range(2)]
+    t = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs", instance_key="instances", record_key="record")
+    batch = next(iter(DataLoader(Dataset(items, t.set_random_state(seed=2)), batch_size=2)))
+    assert batch["image"].shape == batch["instances"].shape == (2, 1, *SHAPE)
+    records = [json.loads(r) for r in batch["record"]]
+    assert [r["tumors_inserted"] for r in records] == [int(i.max()) for i in batch["instances"]]
+    assert records[0]["random_key"] != records[1]["random_key"]
+    assert not torch.equal(batch["instances"][0], batch["instances"][1])
+
+
 def test_prob_zero_leaves_everything(ct, bank):
     image = torch.from_numpy(ct.image.array.copy())
     insert = RandInsertTumors(bank, prob=0.0).set_random_state(seed=0)
