@@ -166,9 +166,9 @@ def test_cuda_matches_cpu(shape, density, connectivity):
 def test_cuda_fortran_and_empty():
     rng = np.random.default_rng(11)
     mask = np.asfortranarray(rng.random((5, 6, 7)) < 0.5)
-    labels, n = ccl.cuda(mask, 18)
+    labels, n = ccl.cuda(_device(mask), 18)
     assert_same_as_scipy(mask, 18, _host(labels), n)
-    labels, n = ccl.cuda(np.zeros((3, 4, 5), bool), 26)
+    labels, n = ccl.cuda(_device(np.zeros((3, 4, 5), bool)), 26)
     assert n == 0 and not _host(labels).any()
 
 
