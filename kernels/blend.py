@@ -44,8 +44,9 @@ from synthlung.errors import InputError
 _COARSEN_RATIO = 1.5     # coarsen an axis while h_axis <= 1.5 * min(h)
 _MIN_INTERIOR = 3        # stop coarsening an axis once it has this few interior cells
 _SWEEPS = 1              # red-black pre- and post-smoothing sweeps per level
-_COARSE_SWEEPS = 24      # symmetric sweeps on the coarsest level
-_MG_DTYPE = np.float32   # the V-cycle (preconditioner) works in single precision
+_COARSE_SWEEPS = 8       # symmetric sweeps on the coarsest level
+_MG_DTYPE = np.float32
+_PARALLEL_MIN = 48 ** 3  # cpu: levels with fewer voxels run serial loops
 
 # --------------------------------------------------------------------------
 # per-voxel arithmetic, compiled for both targets
@@ -324,6 +325,15 @@ def _row_extents(mask):
     return np.ascontiguousarray(np.stack([lo, hi], axis=-1), dtype=np.int64)
 
 
+def _par(fn):
+    """(parallel, serial) compilations of one loop: coarse levels are too small to split."""
+    return njit(parallel=True, cache=True)(fn), njit(cache=True)(fn)
+
+
+def _pick(L):
+    return 1 if L["mask"].size >= _PARALLEL_MIN else 0
+
+
 @njit(parallel=True, cache=True)
 def _alpha_cpu(host, seed, weight, out, lo, hi):
     for t in prange(out.size):
@@ -340,7 +350,6 @@ def _rhs_cpu(fixed, mask, ext, seed, host, wz, wy, wx, mixed, b, x):
     return acc
 
 
-@njit(parallel=True, cache=True)
 def _smooth_cpu(u, b, mask, ext, wz, wy, wx, inv, color):
     for i in prange(1, ext.shape[0] - 1):  # start 1 keeps i signed (shell is held)
         for j in range(ext.shape[1]):
@@ -352,7 +361,9 @@ def _smooth_cpu(u, b, mask, ext, wz, wy, wx, inv, color):
                     u[i, j, k] = (b[i, j, k] + _neigh_c(u, wz, wy, wx, i, j, k)) * inv
 
 
-@njit(parallel=True, cache=True)
+_smooth_cpu_par, _smooth_cpu_ser = _par(_smooth_cpu)
+
+
 def _resid_cpu(u, b, mask, ext, wz, wy, wx, r):
     acc = 0.0
     for i in prange(1, ext.shape[0] - 1):  # start 1 keeps i signed (shell is held)
@@ -362,7 +373,9 @@ def _resid_cpu(u, b, mask, ext, wz, wy, wx, r):
     return acc
 
 
-@njit(parallel=True, cache=True)
+_resid_cpu_par, _resid_cpu_ser = _par(_resid_cpu)
+
+
 def _matvec_cpu(p, mask, ext, wz, wy, wx, q):
     acc = 0.0
     for i in prange(1, ext.shape[0] - 1):  # start 1 keeps i signed (shell is held)
@@ -370,6 +383,9 @@ def _matvec_cpu(p, mask, ext, wz, wy, wx, q):
             for k in range(ext[i, j, 0], ext[i, j, 1]):
                 acc += _matvec_c(p, mask, wz, wy, wx, q, i, j, k)
     return acc
+
+
+_matvec_cpu_par, _matvec_cpu_ser = _par(_matvec_cpu)
 
 
 def _taps(n_c, f, n):
@@ -386,7 +402,6 @@ def _interps(n, f):
             np.array([[w for _, w in row] for row in t], dtype=np.float64))
 
 
-@njit(parallel=True, cache=True)
 def _restrict_cpu(r, cmask, cext, iz, wz, iy, wy, ix, wx, scale, bc):
     """bc = scale * R r, row by row: 16 fine rows summed into a line, then 4 taps along k."""
     for I in prange(1, cext.shape[0] - 1):
@@ -412,7 +427,9 @@ def _restrict_cpu(r, cmask, cext, iz, wz, iy, wy, ix, wx, scale, bc):
                     bc[I, J, K] = scale * acc
 
 
-@njit(parallel=True, cache=True)
+_restrict_cpu_par, _restrict_cpu_ser = _par(_restrict_cpu)
+
+
 def _prolong_cpu(uc, mask, ext, iz, wz, iy, wy, ix, wx, u):
     """u += P uc, row by row: 4 coarse rows combined into a line, then 2 taps along k."""
     for i in prange(1, ext.shape[0] - 1):
@@ -434,6 +451,9 @@ def _prolong_cpu(uc, mask, ext, iz, wz, iy, wy, ix, wx, u):
             for k in range(k0, k1):
                 if mask[i, j, k]:
                     u[i, j, k] += wx[k, 0] * line[ix[k, 0]] + wx[k, 1] * line[ix[k, 1]]
+
+
+_prolong_cpu_par, _prolong_cpu_ser = _par(_prolong_cpu)
 
 
 @njit(parallel=True, cache=True)
@@ -491,23 +511,26 @@ class _CpuOps:
 
     @staticmethod
     def smooth(L, color):
-        _smooth_cpu(L["u"], L["b"], L["mask"], L["ext"], *L["w"], L["inv"], color)
+        (_smooth_cpu_ser, _smooth_cpu_par)[_pick(L)](L["u"], L["b"], L["mask"], L["ext"], *L["w"],
+                                                     L["inv"], color)
 
     @staticmethod
     def resid(L, u, b, r):
-        return _resid_cpu(u, b, L["mask"], L["ext"], *L["w"], r)
+        return (_resid_cpu_ser, _resid_cpu_par)[_pick(L)](u, b, L["mask"], L["ext"], *L["w"], r)
 
     @staticmethod
     def matvec(L, p, q):
-        return _matvec_cpu(p, L["mask"], L["ext"], *L["w"], q)
+        return (_matvec_cpu_ser, _matvec_cpu_par)[_pick(L)](p, L["mask"], L["ext"], *L["w"], q)
 
     @staticmethod
     def restrict(L, C):
-        _restrict_cpu(L["r"], C["mask"], C["ext"], *L["taps"], 1.0 / math.prod(L["f"]), C["b"])
+        (_restrict_cpu_ser, _restrict_cpu_par)[_pick(L)](L["r"], C["mask"], C["ext"], *L["taps"],
+                                                         1.0 / math.prod(L["f"]), C["b"])
 
     @staticmethod
     def prolong(L, C):
-        _prolong_cpu(C["u"], L["mask"], L["ext"], *L["interps"], L["u"])
+        (_prolong_cpu_ser, _prolong_cpu_par)[_pick(L)](C["u"], L["mask"], L["ext"], *L["interps"],
+                                                       L["u"])
 
     @staticmethod
     def coarsen(L, cmask):
