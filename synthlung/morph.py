@@ -1,0 +1,316 @@
+"""Seed augmentation: draw morph parameters, then one fused warp into the output grid.
+
+The forward transform acts in world RAS mm about the seed's mask centroid ``c``::
+
+    T(x) = A (x - c) + c + translation_mm,   A = rotation @ diag(scale) @ diag(flip signs)
+
+and an elastic displacement ``d`` (world mm, cubic B-spline over a control grid
+of ``elastic_spacing_mm`` centred on ``T(c)``, axes along the output lattice)
+pulls output points back: the output at world ``x`` is the seed at
+``T^-1(x + d(x))``. :func:`morph` composes output lattice, ``T^-1`` and the
+seed's inverse affine into one 3x4 voxel matrix for :mod:`synthlung.kernels.warp`;
+the displacement is evaluated inside the kernel.
+
+Outside the seed crop the image takes the seed's **border median HU** (median
+of the crop's six faces: the tumour's own surrounding tissue) and the soft mask
+0. Inside the tumour HU become ``v + w (v (hu_scale - 1) + hu_shift)``, ``w``
+the soft mask.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .backend import array_module, dispatch
+from .errors import InputError
+from .volume import Volume
+
+__all__ = ["MorphParams", "MorphedSeed", "morph"]
+
+_IDENTITY3 = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+_SNAP = 1e-9  # composed matrix entries this close to an integer are made exact (voxels)
+
+
+# ---------------------------------------------------------------- parameters
+
+def _rotation_from_quaternion(q: np.ndarray) -> np.ndarray:
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+def rotation_from_euler(degrees: Sequence[float]) -> np.ndarray:
+    """Rotation matrix ``Rz @ Ry @ Rx`` for angles (degrees) about the world x, y, z axes."""
+    ax, ay, az = np.radians(np.asarray(degrees, dtype=np.float64))
+    rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])
+    ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
+    rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _draw(rng: np.random.Generator, name: str, value: Any) -> float:
+    """A number: ``value`` itself, or uniform in ``value = (lo, hi)``."""
+    if np.ndim(value) == 0:
+        return float(value)
+    lo, hi = (float(v) for v in value)
+    if hi < lo:
+        raise InputError(f"MorphParams.sample: {name}={value!r} has hi < lo")
+    return float(rng.uniform(lo, hi))
+
+
+def _triple(value: Any, kind=float) -> tuple:
+    """``value`` (one number or three) as a 3-tuple of ``kind``."""
+    return tuple(kind(v) for v in np.broadcast_to(np.asarray(value), (3,)))
+
+
+@dataclass(frozen=True, eq=False)
+class MorphParams:
+    """One drawn set of morph parameters (world RAS, mm, HU); the record reproduces it exactly.
+
+    ``rotation``: 3x3 rotation matrix (rows). ``scale``: factors along the world
+    axes, applied before the rotation. ``flip``: mirror along world x, y, z.
+    ``translation_mm``: added to the transformed centroid (placement usually
+    does this instead). ``control_mm``: elastic control-point displacements,
+    shape (3, n, n, n), world mm, or None; ``elastic_spacing_mm`` is their
+    spacing and ``elastic_magnitude_mm`` the standard deviation they were drawn
+    with. ``hu_scale`` / ``hu_shift``: tumour HU change. ``output_spacing``:
+    mm grid used when :func:`morph` gets no ``target`` (None: the seed's grid).
+    """
+
+    rotation: tuple = _IDENTITY3
+    scale: tuple = (1.0, 1.0, 1.0)
+    flip: tuple = (False, False, False)
+    translation_mm: tuple = (0.0, 0.0, 0.0)
+    elastic_spacing_mm: float = 15.0
+    elastic_magnitude_mm: float = 0.0
+    control_mm: Any = field(default=None, repr=False)
+    hu_scale: float = 1.0
+    hu_shift: float = 0.0
+    output_spacing: tuple | None = None
+
+    def __post_init__(self) -> None:
+        rot = np.asarray(self.rotation, dtype=np.float64)
+        if rot.shape != (3, 3) or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-6) \
+                or np.linalg.det(rot) < 0:
+            raise InputError(f"MorphParams.rotation must be a 3x3 rotation matrix, got {self.rotation!r}")
+        object.__setattr__(self, "rotation", tuple(tuple(float(v) for v in row) for row in rot))
+        object.__setattr__(self, "scale", _triple(self.scale))
+        object.__setattr__(self, "flip", _triple(self.flip, bool))
+        object.__setattr__(self, "translation_mm", _triple(self.translation_mm))
+        if min(self.scale) <= 0:
+            raise InputError(f"MorphParams.scale must be positive, got {self.scale}")
+        if self.elastic_spacing_mm <= 0:
+            raise InputError(f"MorphParams.elastic_spacing_mm must be positive, got {self.elastic_spacing_mm}")
+        if self.control_mm is not None:
+            ctrl = np.array(self.control_mm, dtype=np.float64)
+            if ctrl.ndim != 4 or ctrl.shape[0] != 3 or min(ctrl.shape) < 1:
+                raise InputError(f"MorphParams.control_mm must have shape (3, nx, ny, nz), got {ctrl.shape}")
+            ctrl.flags.writeable = False
+            object.__setattr__(self, "control_mm", ctrl)
+        if self.output_spacing is not None:
+            out = _triple(self.output_spacing)
+            if min(out) <= 0:
+                raise InputError(f"MorphParams.output_spacing must be positive, got {out}")
+            object.__setattr__(self, "output_spacing", out)
+
+    @classmethod
+    def identity(cls) -> "MorphParams":
+        """The do-nothing set: the seed comes out unchanged on its own grid."""
+        return cls()
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, *, rotation: Any = "uniform", scale: Any = (0.85, 1.15),
+               isotropic: bool = False, flip_probability: Any = 0.5, elastic_spacing_mm: Any = (12.0, 20.0),
+               elastic_magnitude_mm: Any = (0.0, 1.5), elastic_points: int = 6,
+               hu_scale: Any = (0.9, 1.1), hu_shift: Any = (-20.0, 20.0),
+               output_spacing: Any = None) -> "MorphParams":
+        """Draw one set from ``rng``; every range is ``(lo, hi)`` (uniform) or a fixed number.
+
+        ``rotation``: ``"uniform"`` (uniform over all 3-D rotations), ``"none"``,
+        or three ``(lo, hi)`` degree ranges about world x, y, z. ``scale`` per
+        axis (one draw for all three when ``isotropic``). ``flip_probability``
+        per axis (one number or three). ``elastic_points`` control points per
+        axis, drawn N(0, magnitude) mm each. ``output_spacing`` is stored as given.
+        """
+        if isinstance(rotation, str):
+            if rotation == "uniform":
+                rot = _rotation_from_quaternion(rng.standard_normal(4))
+            elif rotation == "none":
+                rot = np.eye(3)
+            else:
+                raise InputError(f"MorphParams.sample: rotation={rotation!r}: use 'uniform', 'none' "
+                                 "or three (lo, hi) degree ranges")
+        else:
+            ranges = list(rotation)
+            if len(ranges) != 3:
+                raise InputError(f"MorphParams.sample: rotation needs three (lo, hi) degree ranges, got {rotation!r}")
+            rot = rotation_from_euler([_draw(rng, "rotation", r) for r in ranges])
+        if isotropic:
+            scales = (_draw(rng, "scale", scale),) * 3
+        else:
+            per_axis = scale if np.ndim(scale) == 2 else [scale] * 3
+            scales = tuple(_draw(rng, "scale", s) for s in per_axis)
+        p_flip = np.broadcast_to(np.asarray(flip_probability, dtype=np.float64), (3,))
+        flips = tuple(bool(f) for f in rng.random(3) < p_flip)
+        spacing = _draw(rng, "elastic_spacing_mm", elastic_spacing_mm)
+        magnitude = _draw(rng, "elastic_magnitude_mm", elastic_magnitude_mm)
+        n = int(elastic_points)
+        if n < 1:
+            raise InputError(f"MorphParams.sample: elastic_points must be >= 1, got {elastic_points}")
+        control = rng.normal(0.0, magnitude, (3, n, n, n)) if magnitude > 0 else None
+        return cls(rotation=rot, scale=scales, flip=flips, elastic_spacing_mm=spacing,
+                   elastic_magnitude_mm=magnitude, control_mm=control,
+                   hu_scale=_draw(rng, "hu_scale", hu_scale), hu_shift=_draw(rng, "hu_shift", hu_shift),
+                   output_spacing=output_spacing)
+
+    def to_record(self) -> dict:
+        """JSON-serialisable dict of every parameter, drawn control displacements included."""
+        return {"rotation": [list(r) for r in self.rotation], "scale": list(self.scale),
+                "flip": list(self.flip), "translation_mm": list(self.translation_mm),
+                "elastic_spacing_mm": float(self.elastic_spacing_mm),
+                "elastic_magnitude_mm": float(self.elastic_magnitude_mm),
+                "control_mm": None if self.control_mm is None else self.control_mm.tolist(),
+                "hu_scale": float(self.hu_scale), "hu_shift": float(self.hu_shift),
+                "output_spacing": None if self.output_spacing is None else list(self.output_spacing)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "MorphParams":
+        """The parameters :meth:`to_record` wrote (float64 values round-trip exactly through JSON)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(record) - known
+        if unknown:
+            raise InputError(f"MorphParams record has unknown keys {sorted(unknown)}")
+        return cls(**record)
+
+    def linear(self) -> np.ndarray:
+        """The 3x3 world matrix ``A = rotation @ diag(scale) @ diag(flip signs)``."""
+        signs = np.where(self.flip, -1.0, 1.0)
+        return np.asarray(self.rotation) @ np.diag(np.asarray(self.scale) * signs)
+
+
+# ---------------------------------------------------------------- morphing
+
+@dataclass
+class MorphedSeed:
+    """A morphed seed on its output box: image (float32 HU), soft mask (float32), mask (uint8).
+
+    ``centre_world``: where the seed's mask centroid went (world mm, before any
+    placement). ``lattice_offset``: voxel index of the box's first voxel in the
+    target lattice (the host's voxel grid when ``target`` was a host affine).
+    """
+
+    image: Volume
+    soft_mask: Volume
+    mask: Volume
+    centre_world: tuple[float, float, float]
+    lattice_offset: tuple[int, int, int]
+    record: dict
+
+    @property
+    def affine(self) -> np.ndarray:
+        """The box's voxel -> world RAS mm matrix (shared by image, soft_mask and mask)."""
+        return self.image.affine
+
+
+def _centroid_world(mask: Volume) -> np.ndarray:
+    xp = mask.xp
+    idx = xp.nonzero(mask.array)
+    if idx[0].size == 0:
+        raise InputError("morph: the seed mask is empty, so it has no centroid")
+    ijk = np.array([float(i.mean()) for i in idx])
+    return mask.voxel_to_world(ijk)
+
+
+def border_median(image: Any) -> float:
+    """Median HU of the six faces of a crop: the fill value outside the seed."""
+    xp = array_module(image)
+    faces = [image[0], image[-1], image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]]
+    return float(xp.median(xp.concatenate([xp.ravel(f).astype(xp.float32) for f in faces])))
+
+
+def _lattice(target: Any, params: MorphParams, seed_affine: np.ndarray) -> np.ndarray:
+    """The output lattice affine (4x4): the seed's grid, an RAS grid of a spacing, or a host affine."""
+    if target is None:
+        target = params.output_spacing
+    if target is None:
+        return seed_affine
+    t = np.asarray(target, dtype=np.float64)
+    if t.shape == (3,):
+        if np.any(t <= 0):
+            raise InputError(f"morph: target spacing must be positive mm, got {tuple(t)}")
+        return np.diag([*t, 1.0])
+    if t.shape == (4, 4):
+        if abs(np.linalg.det(t[:3, :3])) < 1e-12:
+            raise InputError("morph: target affine is singular")
+        return t
+    raise InputError(f"morph: target must be None, three spacings (mm) or a 4x4 affine, got shape {t.shape}")
+
+
+def _snap(m: np.ndarray) -> np.ndarray:
+    r = np.round(m)
+    return np.where(np.abs(m - r) < _SNAP, r, m)
+
+
+def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | None = None) -> MorphedSeed:
+    """Morph ``seed`` (``.image``, ``.soft_mask``, ``.mask`` Volumes) with ``params`` into a target grid.
+
+    ``target``: None (``params.output_spacing``, else the seed's own grid), three
+    spacings in mm (an axis-aligned RAS grid with voxel centres on multiples of
+    the spacing), or a 4x4 host affine (the box lies on the host's voxel lattice,
+    so it pastes by integer voxel offsets). The box holds the whole transformed
+    seed crop (plus the elastic displacement bound), never clipped.
+    """
+    from synthlung.kernels import warp
+
+    seed_affine = np.asarray(seed.image.affine, dtype=np.float64)
+    centre = _centroid_world(seed.mask)
+    lin = params.linear()
+    moved_centre = centre + np.asarray(params.translation_mm)
+    forward = np.eye(4)
+    forward[:3, :3] = lin
+    forward[:3, 3] = moved_centre - lin @ centre
+    lattice = _lattice(target, params, seed_affine)
+    lattice_inv = np.linalg.inv(lattice)
+    spacing = np.linalg.norm(lattice[:3, :3], axis=0)
+
+    # Box: the seed's voxel-centre corners, mapped forward, in lattice voxels; plus the elastic bound.
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in seed.image.shape], indexing="ij")).reshape(3, -1)
+    to_lattice = lattice_inv @ forward @ seed_affine
+    pts = to_lattice[:3, :3] @ corners + to_lattice[:3, 3:4]
+    ctrl = params.control_mm
+    reach = 0.0 if ctrl is None else float(np.linalg.norm(ctrl, axis=0).max())
+    lo = np.floor(pts.min(axis=1) - reach / spacing + 1e-6).astype(np.int64)
+    hi = np.ceil(pts.max(axis=1) + reach / spacing - 1e-6).astype(np.int64)
+    shape = tuple(int(v) for v in hi - lo + 1)
+    out_affine = lattice.copy()
+    out_affine[:3, 3] = lattice[:3, :3] @ lo + lattice[:3, 3]
+
+    seed_inv = np.linalg.inv(seed_affine)
+    matrix = _snap((seed_inv @ np.linalg.inv(forward) @ out_affine)[:3])
+    kwargs: dict[str, Any] = {}
+    if ctrl is not None:
+        n = np.asarray(ctrl.shape[1:], dtype=np.float64)
+        step = params.elastic_spacing_mm / spacing  # output voxels
+        centre_vox = (np.linalg.inv(out_affine) @ np.append(moved_centre, 1.0))[:3]
+        to_seed_vox = seed_inv[:3, :3] @ np.linalg.inv(lin)
+        kwargs = {"control": np.einsum("ed,dabc->eabc", to_seed_vox, ctrl),
+                  "control_origin": tuple(centre_vox - (n - 1) / 2 * step), "control_spacing": tuple(step)}
+    image = seed.image.array
+    fill = border_median(image)
+    out_image, out_soft = dispatch(warp, image, backend)(
+        image, seed.soft_mask.array, matrix, shape, fill_image=fill, fill_soft=0.0,
+        hu_scale=params.hu_scale, hu_shift=params.hu_shift, **kwargs)
+    xp = array_module(out_soft)
+    seed_record = getattr(seed, "record", None) or {}
+    record = {"seed_id": seed_record.get("seed_id"),
+              "params": params.to_record(), "fill_hu": fill, "centre_world": moved_centre.tolist(),
+              "lattice": lattice.tolist(), "lattice_offset": lo.tolist(), "shape": list(shape),
+              "affine": out_affine.tolist()}
+    return MorphedSeed(image=Volume(out_image, out_affine), soft_mask=Volume(out_soft, out_affine),
+                       mask=Volume((out_soft >= 0.5).astype(xp.uint8), out_affine),
+                       centre_world=tuple(float(v) for v in moved_centre),
+                       lattice_offset=tuple(int(v) for v in lo), record=record)
