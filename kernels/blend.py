@@ -45,7 +45,7 @@ _COARSEN_RATIO = 1.5     # coarsen an axis while h_axis <= 1.5 * min(h)
 _MIN_INTERIOR = 3        # stop coarsening an axis once it has this few interior cells
 _SWEEPS = 1              # red-black pre- and post-smoothing sweeps per level
 _COARSE_SWEEPS = 8       # symmetric sweeps on the coarsest level
-_MG_DTYPE = np.float32
+_MG_DTYPE = np.float32   # the V-cycle (preconditioner) works in single precision
 _PARALLEL_MIN = 48 ** 3  # cpu: levels with fewer voxels run serial loops
 
 # --------------------------------------------------------------------------
@@ -201,7 +201,7 @@ _alpha_c = _cjit(_alpha_v)
 _rhs_c = _cjit(_rhs_v)
 _neigh_c = _cjit(_neigh_sum)
 _, _resid_c, _matvec_c = _make_stencil_ops(_cjit)
-_restrict_c, _prolong_c, _coarsen_c = _make_transfer_ops(_cjit)
+_coarsen_c = _make_transfer_ops(_cjit)[2]  # cpu restrict/prolong: row-wise loops below
 
 # --------------------------------------------------------------------------
 # the multigrid hierarchy (shapes only; shared by cpu and cuda)
