@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -56,3 +58,19 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
             tmp.unlink()
             removed.append(tmp)
     return removed
+
+
+def read_json_index(path: str | os.PathLike, what: str, schema_version: int) -> dict:
+    """Read a synthlung JSON index (catalog, seed or host bank) and check its ``schema_version``.
+
+    Errors name the file and ``what`` it should have been.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc}") from exc
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != schema_version:
+        raise InputError(f"{path}: not a {what} with schema_version {schema_version} (found {version!r})")
+    return data

@@ -21,7 +21,6 @@ zone (a few distance transforms, fast).
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import read_json_index
 from .backend import array_module, asnumpy, to_array
 from .components import label
 from .errors import InputError
@@ -188,13 +188,7 @@ class HostBank:
         path = Path(path)
         if path.is_dir():
             path = path / INDEX_NAME
-        try:
-            index = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: cannot read host bank index: {exc}") from exc
-        if not isinstance(index, dict) or index.get("schema_version") != SCHEMA_VERSION:
-            raise InputError(f"{path}: not a host bank index (schema_version {SCHEMA_VERSION} expected)")
-        return cls(path.parent, index, **zone_kw)
+        return cls(path.parent, read_json_index(path, "host bank index", SCHEMA_VERSION), **zone_kw)
 
     @property
     def entries(self) -> list[dict[str, Any]]:

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module, asnumpy, dispatch, optional_import, to_array
+from .backend import array_module, asnumpy, dispatch, to_array
 from .components import component_stats, label
 from .errors import InputError
 from .kernels import block_mean, lung_refine

@@ -29,7 +29,6 @@ voxels), ``centroid_mm`` (world RAS), ``spacing_mm``, ``margin_mm``,
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -40,7 +39,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ._version import __version__
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, read_json_index, write_json
 from .backend import asnumpy
 from .components import component_stats, label as label_components
 from .errors import InputError
@@ -186,13 +185,7 @@ class SeedBank:
                 return cls(root, {"schema_version": SCHEMA_VERSION, "synthlung_version": __version__,
                                   "cases": {}, "seeds": []})
             raise InputError(f"{index_path}: no seed bank index here")
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{index_path}: cannot read seed bank index: {exc}") from exc
-        if not isinstance(index, dict) or index.get("schema_version") != SCHEMA_VERSION:
-            raise InputError(f"{index_path}: seed bank schema_version is not {SCHEMA_VERSION}")
-        return cls(root, index)
+        return cls(root, read_json_index(index_path, "seed bank index", SCHEMA_VERSION))
 
     @classmethod
     def write(cls, seeds: Iterable[Seed], out: str | os.PathLike) -> "SeedBank":

@@ -1,7 +1,6 @@
 """synthlung.io: NIfTI, NRRD and DICOM series in, NIfTI and NRRD out, all in RAS mm."""
 from __future__ import annotations
 
-import gzip
 import itertools
 import warnings
 

@@ -41,12 +41,12 @@ by hand.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import read_json_index
 from ..errors import InputError
 
 SCHEMA_VERSION = 1
@@ -147,13 +147,7 @@ def load_catalog(path: str | os.PathLike) -> Catalog:
     path = Path(path)
     if path.is_dir():
         path = path / CATALOG_NAME
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read catalog: {exc}") from exc
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise InputError(f"{path}: catalog schema_version {version!r} is not {SCHEMA_VERSION}")
+    data = read_json_index(path, "catalog", SCHEMA_VERSION)
     root = path.parent.resolve()
     try:
         cases = [CaseRecord(**entry, root=root) for entry in data["cases"]]
