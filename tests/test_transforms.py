@@ -13,9 +13,10 @@ from synthlung.errors import InputError
 from synthlung.phantom import chest_phantom
 from synthlung.seeds import SeedBank, extract_seeds
 from synthlung.synthesize import SynthesisConfig
-from synthlung.transforms import RandInsertTumors, RandInsertTumorsd
+from synthlung.transforms import HAVE_MONAI, RandInsertTumors, RandInsertTumorsd
 
 torch = pytest.importorskip("torch")
+needs_monai = pytest.mark.skipif(not HAVE_MONAI, reason="MONAI (extra 'monai') not installed")
 
 SHAPE, SPACING = (96, 80, 64), (3.0, 3.0, 3.5)
 CONFIG = SynthesisConfig(n_tumors=(2,))
@@ -99,6 +100,7 @@ def test_same_seed_same_output_other_seed_other_output(ct, bank):
     assert by_state.key == by_seed.key
 
 
+@needs_monai
 def test_compose_dict_metatensor(ct, bank):
     from monai.data import MetaTensor
     from monai.transforms import Compose, MapTransform, Randomizable
@@ -128,6 +130,7 @@ def test_compose_dict_metatensor(ct, bank):
     assert torch.equal(a_image, image) and torch.equal(a_inst, instances) and torch.equal(a_label, label)
 
 
+@needs_monai
 def test_monai_dataloader_batches(ct, bank):
     """A training-loop setup: precomputed lungs, a DataLoader collating two synthetic cases."""
     from monai.data import DataLoader, Dataset
@@ -144,6 +147,7 @@ def test_monai_dataloader_batches(ct, bank):
     assert not torch.equal(batch["instances"][0], batch["instances"][1])
 
 
+@needs_monai
 def test_prob_zero_leaves_everything(ct, bank):
     image = torch.from_numpy(ct.image.array.copy())
     insert = RandInsertTumors(bank, prob=0.0).set_random_state(seed=0)
@@ -155,8 +159,11 @@ def test_prob_zero_leaves_everything(ct, bank):
     assert out["image"] is data["image"] and out["label"] is data["label"]
     assert out["inst"].shape == (1, *SHAPE) and not out["inst"].any()
     assert json.loads(out["rec"])["applied"] is False
+    created = RandInsertTumorsd(bank, prob=0.0)({"image": data["image"]})["label"]  # no label given: zeros
+    assert created.shape == (1, *SHAPE) and created.dtype == torch.uint8 and not created.any()
 
 
+@needs_monai
 def test_lps_metatensor_and_bad_inputs(ct, bank):
     insert = RandInsertTumors(bank, CONFIG).set_random_state(seed=0)
     ras = ct.image.affine
