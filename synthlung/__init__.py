@@ -36,6 +36,8 @@ _EXPORTS = {
     "SynthesisConfig": "synthesize",
     "synthesize": "synthesize",
     "generate": "pipeline",
+    "RandInsertTumors": "transforms",
+    "RandInsertTumorsd": "transforms",
 }
 
 __all__ = ["__version__", *_EXPORTS]
