@@ -62,4 +62,5 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
     tumor = morphed.mask.array.astype(bool)
     label[region][tumor] = TUMOR_CLASS
     instances[region][tumor] = instance_id
-    return InsertResult(tuple(int(o) for o in offset), int(changed.sum()), dict(result.info))
+    info = {"solver_iterations": result.iterations, "relative_residual": result.residual}
+    return InsertResult(tuple(int(o) for o in offset), int(changed.sum()), info)

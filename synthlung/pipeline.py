@@ -176,6 +176,7 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
 def _check_same_run(out: Path, run_info: dict, resume: bool) -> None:
     """Record the run's settings; a resume with other settings would mix two datasets."""
     path = out / "run.json"
+    run_info = json.loads(json.dumps(run_info))  # compare in JSON form (tuples become lists)
     if path.exists() and resume:
         before = json.loads(path.read_text())
         changed = sorted(k for k in run_info if k != "n" and before.get(k) != run_info[k])

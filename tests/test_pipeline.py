@@ -76,7 +76,7 @@ def test_same_seed_same_bytes_whatever_the_workers(banks, tmp_path):
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_files(banks, tmp_path):
     hosts, seeds = banks
-    n = 5
+    n = 16
     generate(hosts, seeds, n, tmp_path / "full", seed=3)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "synthlung", "generate", "--hosts", str(hosts), "--seeds", str(seeds),
@@ -85,7 +85,6 @@ def test_killed_run_resumes_to_the_same_files(banks, tmp_path):
     deadline = time.time() + 300
     while len(read_manifest(out)) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(0.3)  # into the next case's work
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = len(read_manifest(out))
