@@ -41,7 +41,7 @@ from numba import njit, prange
 
 from synthlung.backend import array_module
 
-__all__ = ["cpu", "cuda", "reference", "control_shape_for"]
+__all__ = ["cpu", "cuda", "reference", "control_shape_for", "bspline_basis"]
 
 
 # ---------------------------------------------------------------- shared scalar code
@@ -355,12 +355,14 @@ def cuda(image: Any, soft: Any, matrix: Any, out_shape: tuple[int, int, int],
 
 # ---------------------------------------------------------------- reference (NumPy + SciPy)
 
-def _bspline_matrix(n: int, origin: float, spacing: float, ncontrol: int) -> np.ndarray:
-    """(n, ncontrol) float64 matrix of cubic B-spline weights, evaluated directly from |u - c|."""
-    u = (np.arange(n) - origin) / spacing
-    r = np.abs(u[:, None] - np.arange(ncontrol)[None, :])
-    return np.where(r < 1, (4 - 6 * r ** 2 + 3 * r ** 3) / 6,
-                    np.where(r < 2, (2 - r) ** 3 / 6, 0.0))
+def bspline_basis(u: np.ndarray, ncontrol: int, derivative: bool = False) -> np.ndarray:
+    """(len(u), ncontrol) float64 cubic B-spline weights of control points 0..ncontrol-1 at grid
+    coordinates ``u`` (or their derivatives d/du), evaluated directly from ``r = |u - c|``."""
+    diff = np.asarray(u, dtype=np.float64)[:, None] - np.arange(ncontrol)[None, :]
+    r = np.abs(diff)
+    if derivative:
+        return np.sign(diff) * np.where(r < 1, (-12 * r + 9 * r ** 2) / 6, np.where(r < 2, -(2 - r) ** 2 / 2, 0.0))
+    return np.where(r < 1, (4 - 6 * r ** 2 + 3 * r ** 3) / 6, np.where(r < 2, (2 - r) ** 3 / 6, 0.0))
 
 
 def reference(image, soft, matrix, out_shape, control=None, control_origin=(0.0, 0.0, 0.0),
@@ -373,7 +375,7 @@ def reference(image, soft, matrix, out_shape, control=None, control_origin=(0.0,
     coords = np.einsum("dn,n...->d...", m[:, :3], grid) + m[:, 3].reshape(3, 1, 1, 1)
     if control is not None:
         control = np.asarray(control, dtype=np.float64)
-        bx, by, bz = (_bspline_matrix(n, o, h, c) for n, o, h, c in
+        bx, by, bz = (bspline_basis((np.arange(n) - o) / h, c) for n, o, h, c in
                       zip(out_shape, control_origin, control_spacing, control.shape[1:]))
         coords += np.einsum("ia,jb,kc,dabc->dijk", bx, by, bz, control)
     image = np.asarray(image, dtype=np.float32)

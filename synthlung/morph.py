@@ -7,7 +7,10 @@ The forward transform acts in world RAS mm about the seed's mask centroid ``c``:
 and an elastic displacement ``d`` (world mm, cubic B-spline over a control grid
 of ``elastic_spacing_mm`` centred on ``T(c)``, axes along the output lattice)
 pulls output points back: the output at world ``x`` is the seed at
-``T^-1(x + d(x))``. :func:`morph` composes output lattice, ``T^-1`` and the
+``T^-1(x + d(x))``. The elastic field changes shape, not size: :func:`morph`
+multiplies ``A`` by an isotropic factor that cancels the field's mean volume
+change over the tumour (``elastic_volume_factor`` in the record; size is
+``scale``'s job). :func:`morph` composes output lattice, ``T^-1`` and the
 seed's inverse affine into one 3x4 voxel matrix for :mod:`synthlung.kernels.warp`;
 the displacement is evaluated inside the kernel.
 
@@ -250,6 +253,29 @@ def _lattice(target: Any, params: MorphParams, seed_affine: np.ndarray) -> np.nd
     raise InputError(f"morph: target must be None, three spacings (mm) or a 4x4 affine, got shape {t.shape}")
 
 
+def _elastic_volume_factor(seed: Any, centre: np.ndarray, lin: np.ndarray, ctrl: np.ndarray,
+                           lattice_lin_inv: np.ndarray, step: np.ndarray) -> float:
+    """Isotropic factor on ``lin`` that makes the elastic field volume-neutral over the tumour.
+
+    The pulled-back field maps the tumour's volume by ``mean(1 / det(I + grad d))``
+    over its transformed voxels (at most 20000 of them); the factor is that mean
+    to the power -1/3, so shape comes from the elastic field and size from ``scale``.
+    """
+    from synthlung.kernels.warp import bspline_basis
+    ijk = np.argwhere(np.asarray(seed.mask.array))
+    ijk = ijk[:: max(1, len(ijk) // 20000)].astype(np.float64)
+    world = seed.mask.voxel_to_world(ijk) - centre
+    moved = world @ lin.T  # relative to the moved centre, mm
+    n = ctrl.shape[1:]
+    u = (moved @ lattice_lin_inv.T) / step + (np.asarray(n) - 1) / 2  # control grid coordinates
+    vals = [bspline_basis(u[:, a], n[a]) for a in range(3)]
+    ders = [bspline_basis(u[:, a], n[a], derivative=True) / step[a] for a in range(3)]
+    grad = np.stack([np.einsum("na,nb,nc,dabc->nd", *(ders[a] if b == a else vals[b] for b in range(3)), ctrl)
+                     for a in range(3)], axis=-1)  # d(d)/d(lattice voxel), (N, 3, 3)
+    jac = np.eye(3) + grad @ lattice_lin_inv
+    return float(np.mean(1.0 / np.linalg.det(jac)) ** (-1.0 / 3.0))
+
+
 def _snap(m: np.ndarray) -> np.ndarray:
     r = np.round(m)
     return np.where(np.abs(m - r) < _SNAP, r, m)
@@ -268,20 +294,25 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
 
     seed_affine = np.asarray(seed.image.affine, dtype=np.float64)
     centre = _centroid_world(seed.mask)
-    lin = params.linear()
     moved_centre = centre + np.asarray(params.translation_mm)
-    forward = np.eye(4)
-    forward[:3, :3] = lin
-    forward[:3, 3] = moved_centre - lin @ centre
     lattice = _lattice(target, params, seed_affine)
     lattice_inv = np.linalg.inv(lattice)
     spacing = np.linalg.norm(lattice[:3, :3], axis=0)
+    step = params.elastic_spacing_mm / spacing  # control spacing in output voxels
+    ctrl = params.control_mm
+    lin = params.linear()
+    volume_factor = 1.0
+    if ctrl is not None:
+        volume_factor = _elastic_volume_factor(seed, centre, lin, ctrl, lattice_inv[:3, :3], step)
+        lin = lin * volume_factor
+    forward = np.eye(4)
+    forward[:3, :3] = lin
+    forward[:3, 3] = moved_centre - lin @ centre
 
     # Box: the seed's voxel-centre corners, mapped forward, in lattice voxels; plus the elastic bound.
     corners = np.array(np.meshgrid(*[[0, n - 1] for n in seed.image.shape], indexing="ij")).reshape(3, -1)
     to_lattice = lattice_inv @ forward @ seed_affine
     pts = to_lattice[:3, :3] @ corners + to_lattice[:3, 3:4]
-    ctrl = params.control_mm
     reach = 0.0 if ctrl is None else float(np.linalg.norm(ctrl, axis=0).max())
     lo = np.floor(pts.min(axis=1) - reach / spacing + 1e-6).astype(np.int64)
     hi = np.ceil(pts.max(axis=1) + reach / spacing - 1e-6).astype(np.int64)
@@ -294,7 +325,6 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     kwargs: dict[str, Any] = {}
     if ctrl is not None:
         n = np.asarray(ctrl.shape[1:], dtype=np.float64)
-        step = params.elastic_spacing_mm / spacing  # output voxels
         centre_vox = (np.linalg.inv(out_affine) @ np.append(moved_centre, 1.0))[:3]
         to_seed_vox = seed_inv[:3, :3] @ np.linalg.inv(lin)
         kwargs = {"control": np.einsum("ed,dabc->eabc", to_seed_vox, ctrl),
@@ -307,7 +337,8 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     xp = array_module(out_soft)
     seed_record = getattr(seed, "record", None) or {}
     record = {"seed_id": seed_record.get("seed_id"),
-              "params": params.to_record(), "fill_hu": fill, "centre_world": moved_centre.tolist(),
+              "params": params.to_record(), "fill_hu": fill,
+              "elastic_volume_factor": volume_factor, "centre_world": moved_centre.tolist(),
               "lattice": lattice.tolist(), "lattice_offset": lo.tolist(), "shape": list(shape),
               "affine": out_affine.tolist()}
     return MorphedSeed(image=Volume(out_image, out_affine), soft_mask=Volume(out_soft, out_affine),
