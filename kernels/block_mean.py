@@ -38,22 +38,30 @@ def reference(x, factors):
     return out.astype(np.float32)
 
 
+def _block_mean_v(x, a, b, c, f0, f1, f2):
+    """Mean of block (a, b, c): the per-voxel work shared by the CPU loop and the CUDA kernel."""
+    n0, n1, n2 = x.shape
+    i1 = min((a + 1) * f0, n0)
+    j1 = min((b + 1) * f1, n1)
+    k1 = min((c + 1) * f2, n2)
+    acc = 0.0
+    for i in range(a * f0, i1):
+        for j in range(b * f1, j1):
+            for k in range(c * f2, k1):
+                acc += x[i, j, k]
+    return acc / ((i1 - a * f0) * (j1 - b * f1) * (k1 - c * f2))
+
+
+_block_mean_cpu = njit(cache=True)(_block_mean_v)
+
+
 @njit(cache=True, parallel=True)
 def _cpu(x, f0, f1, f2, out):
-    n0, n1, n2 = x.shape
     m0, m1, m2 = out.shape
     for a in prange(m0):
-        i1 = min((a + 1) * f0, n0)
         for b in range(m1):
-            j1 = min((b + 1) * f1, n1)
             for c in range(m2):
-                k1 = min((c + 1) * f2, n2)
-                acc = 0.0
-                for i in range(a * f0, i1):
-                    for j in range(b * f1, j1):
-                        for k in range(c * f2, k1):
-                            acc += x[i, j, k]
-                out[a, b, c] = acc / ((i1 - a * f0) * (j1 - b * f1) * (k1 - c * f2))
+                out[a, b, c] = _block_mean_cpu(x, a, b, c, f0, f1, f2)
 
 
 def cpu(x, factors):

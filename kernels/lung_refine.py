@@ -37,20 +37,27 @@ def reference(hu, labels, core, factors, threshold):
     return np.where(keep, lab, 0).astype(np.uint8)
 
 
+def _refine_v(hu, labels, core, i, j, k, f0, f1, f2, threshold):
+    """Label of full-resolution voxel (i, j, k): shared by the CPU loop and the CUDA kernel."""
+    a = i // f0
+    b = j // f1
+    c = k // f2
+    lab = labels[a, b, c]
+    if lab != 0 and (core[a, b, c] != 0 or hu[i, j, k] < threshold):
+        return lab
+    return 0
+
+
+_refine_cpu = njit(cache=True)(_refine_v)
+
+
 @njit(cache=True, parallel=True)
 def _cpu(hu, labels, core, f0, f1, f2, threshold, out):
     n0, n1, n2 = hu.shape
     for i in prange(n0):
-        a = i // f0
         for j in range(n1):
-            b = j // f1
             for k in range(n2):
-                c = k // f2
-                lab = labels[a, b, c]
-                if lab != 0 and (core[a, b, c] != 0 or hu[i, j, k] < threshold):
-                    out[i, j, k] = lab
-                else:
-                    out[i, j, k] = 0
+                out[i, j, k] = _refine_cpu(hu, labels, core, i, j, k, f0, f1, f2, threshold)
 
 
 def cpu(hu, labels, core, factors, threshold):

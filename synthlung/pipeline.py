@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from .atomic import append_line, remove_stale_temporaries, write_json
 from .errors import InputError
-from .layouts import LAYOUTS
+from .output_layouts import LAYOUTS
 from .rng import case_key, case_rng
 from .synthesize import SynthesisConfig, synthesize
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from synthlung.errors import InputError
-from synthlung.layouts import LAYOUTS
+from synthlung.output_layouts import LAYOUTS
 from synthlung.rng import case_rng
 from synthlung.synthesize import SynthesisConfig
 
