@@ -28,6 +28,7 @@ import numpy as np
 
 from .backend import array_module, resolve_backend
 from .errors import InputError
+from .morphology import distance_mm, ndimage_for
 from .kernels import blend as _kernel
 
 METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
@@ -44,19 +45,6 @@ class BlendResult:
     residual: float = 0.0
 
 
-def _ndimage(xp):
-    if xp is np:
-        import scipy.ndimage as ndi
-    else:
-        import cupyx.scipy.ndimage as ndi
-    return ndi
-
-
-def _distance_mm(ndi, mask, spacing_mm):
-    """Euclidean distance (mm) of every voxel outside ``mask`` to it (0 inside)."""
-    return ndi.distance_transform_edt(~mask, sampling=spacing_mm)
-
-
 def estimate_noise_hu(image_box, mask_box) -> float:
     """Noise standard deviation (HU) inside ``mask_box``: robust MAD of a high-pass residual.
 
@@ -65,7 +53,7 @@ def estimate_noise_hu(image_box, mask_box) -> float:
     only touch the tails, which the median ignores.
     """
     xp = array_module(image_box)
-    ndi = _ndimage(xp)
+    ndi = ndimage_for(xp)
     img = image_box.astype(xp.float32)
     mask = mask_box.astype(bool)
     if not bool(mask.any()):
@@ -109,7 +97,7 @@ def blend(host_box, seed_box, soft_mask_box, method: str = "alpha",
     if noise_match is not None and rng is None:
         raise InputError("blend: noise_match needs rng (a random generator)")
     xp = array_module(host_box)
-    ndi = _ndimage(xp)
+    ndi = ndimage_for(xp)
     impl = getattr(_kernel, resolve_backend(host_box, backend))
     lo, hi = (float(v) for v in hu_range)
     host = host_box.astype(xp.float32)
@@ -124,21 +112,21 @@ def blend(host_box, seed_box, soft_mask_box, method: str = "alpha",
         if method == "replace":
             weight = tumour.astype(xp.float32)
         elif feather_mm > 0 and bool(tumour.any()):
-            ramp = 1.0 - _distance_mm(ndi, tumour, spacing_mm) / float(feather_mm)
+            ramp = 1.0 - distance_mm(~tumour, spacing_mm) / float(feather_mm)
             weight = xp.maximum(soft, xp.clip(ramp, 0.0, 1.0).astype(xp.float32))
         else:
             weight = soft
         image = impl.alpha(host, seed, weight, lo, hi)
         region = weight > 0
     else:
-        region = _distance_mm(ndi, tumour, spacing_mm) <= float(margin_mm)
+        region = distance_mm(~tumour, spacing_mm) <= float(margin_mm)
         fixed = host.copy()
         solve = region.copy()
         if method == "poisson":
             if core_erosion_mm is None:
                 core = ndi.binary_erosion(tumour)
             else:
-                core = ndi.distance_transform_edt(tumour, sampling=spacing_mm) > float(core_erosion_mm)
+                core = distance_mm(tumour, spacing_mm) > float(core_erosion_mm)
             fixed[core] = seed[core]
             solve &= ~core
         # one voxel of edge padding keeps the box's faces held (the solver needs it)

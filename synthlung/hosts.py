@@ -32,7 +32,8 @@ from .atomic import read_json_index
 from .backend import array_module, asnumpy, to_array
 from .components import label
 from .errors import InputError
-from .lungseg import _ndimage, lung_summary, segment_lungs
+from .lungseg import lung_summary, segment_lungs
+from .morphology import bounding_box, dilate_mm, distance_mm
 from .volume import Volume
 
 __all__ = ["Host", "HostBank", "PlacementZone", "make_host", "placement_zone", "segment_lungs"]
@@ -50,20 +51,6 @@ class PlacementZone:
     distance_mm: Volume
 
 
-def _dilate_mm(mask, radius_mm: float, spacing, ndi, xp):
-    """Binary dilation by a ball of ``radius_mm`` (distance transform on the padded bounding box)."""
-    if radius_mm <= 0 or not bool(mask.any()):
-        return mask
-    idx = xp.nonzero(mask)
-    pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing]
-    lo = [max(0, int(i.min()) - p) for i, p in zip(idx, pad)]
-    hi = [min(n, int(i.max()) + 1 + p) for i, p, n in zip(idx, pad, mask.shape)]
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    out = xp.zeros_like(mask)
-    out[box] = ndi.distance_transform_edt(~mask[box], sampling=spacing) <= radius_mm
-    return out
-
-
 def placement_zone(image: Volume, lungs: Volume, tumors: Volume | None = None, *,
                    vessel_hu: float = -300.0, vessel_min_mm3: float = 50.0, vessel_margin_mm: float = 2.0,
                    tumor_margin_mm: float = 10.0, min_depth_mm: float = 0.0) -> PlacementZone:
@@ -79,27 +66,25 @@ def placement_zone(image: Volume, lungs: Volume, tumors: Volume | None = None, *
     """
     lung = to_array(lungs.array) > 0
     xp = array_module(lung)
-    ndi = _ndimage(xp)
     hu = xp.asarray(to_array(image.array))
     spacing = lungs.spacing
     if hu.shape != lung.shape:
         raise InputError(f"image shape {hu.shape} differs from lung mask shape {lung.shape}")
     distance = xp.zeros(lung.shape, dtype=xp.float32)
-    if bool(lung.any()):
-        idx = xp.nonzero(lung)
-        box = tuple(slice(max(int(i.min()) - 1, 0), int(i.max()) + 2) for i in idx)
-        distance[box] = ndi.distance_transform_edt(lung[box], sampling=spacing).astype(xp.float32)
+    box = bounding_box(lung, pad=(1, 1, 1))
+    if box is not None:
+        distance[box] = distance_mm(lung[box], spacing)
     dense = lung & (hu > vessel_hu)
     labels, n = label(dense, connectivity=26)
     sizes = xp.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing))
     large = (sizes >= vessel_min_mm3)
     large[0] = False
-    excluded = _dilate_mm(large[labels], vessel_margin_mm, spacing, ndi, xp)
+    excluded = dilate_mm(large[labels], vessel_margin_mm, spacing)
     if tumors is not None:
         tumor = xp.asarray(to_array(tumors.array)) > 0
         if tumor.shape != lung.shape:
             raise InputError(f"tumor label shape {tumor.shape} differs from lung mask shape {lung.shape}")
-        excluded |= _dilate_mm(tumor, tumor_margin_mm, spacing, ndi, xp)
+        excluded |= dilate_mm(tumor, tumor_margin_mm, spacing)
     zone = lung & ~excluded & (distance > min_depth_mm)
     return PlacementZone(lungs.with_array(zone), lungs.with_array(distance))
 

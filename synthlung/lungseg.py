@@ -50,19 +50,11 @@ import numpy as np
 from .backend import array_module, asnumpy, dispatch, to_array
 from .components import component_stats, label
 from .errors import InputError
+from .morphology import dilate_mm, distance_mm, ndimage_for
 from .kernels import block_mean, lung_refine
 from .volume import Volume
 
 LEFT, RIGHT = 1, 2
-
-
-def _ndimage(xp):
-    """``scipy.ndimage`` for NumPy, ``cupyx.scipy.ndimage`` for CuPy."""
-    if xp is np:
-        from scipy import ndimage
-        return ndimage
-    from cupyx.scipy import ndimage
-    return ndimage
 
 
 @dataclass(frozen=True)
@@ -104,15 +96,6 @@ class _Steps:
         self.t = now
 
 
-def _edt(mask, spacing, ndi):
-    """Euclidean distance (mm) of each voxel of ``mask`` to the nearest voxel outside it."""
-    return ndi.distance_transform_edt(mask, sampling=spacing)
-
-
-def _dilate(mask, radius_mm, spacing, ndi):
-    return _edt(~mask, spacing, ndi) <= radius_mm
-
-
 def _close(mask, radius_mm, spacing, ndi, xp):
     """Morphological closing with a ball of ``radius_mm`` via two distance transforms (O(N)).
 
@@ -127,7 +110,7 @@ def _close(mask, radius_mm, spacing, ndi, xp):
     hi = [min(n, b + p) for b, p, n in zip(hi, pad, mask.shape)]
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     sub = mask[box]
-    closed = ~_dilate(~_dilate(sub, radius_mm, spacing, ndi), radius_mm, spacing, ndi)
+    closed = ~dilate_mm(~dilate_mm(sub, radius_mm, spacing), radius_mm, spacing)
     out = mask.copy()
     out[box] = closed | sub
     return out
@@ -193,7 +176,7 @@ def _gas(coarse, cand, gas_hu, grid: _Grid, xp, ndi, min_ml: float = 5.0):
         return xp.zeros(cand.shape, dtype=bool)
     big = xp.bincount(labels.ravel(), minlength=n + 1) * grid.voxel_ml >= min_ml
     big[0] = False
-    return _dilate(big[labels], max(grid.spacing), grid.spacing, ndi)
+    return dilate_mm(big[labels], max(grid.spacing), grid.spacing)
 
 
 def _split(component, grid: _Grid, ndi, xp):
@@ -201,7 +184,7 @@ def _split(component, grid: _Grid, ndi, xp):
 
     Returns labels 1/2 for the two parts (nearest core wins) or None if no split is found.
     """
-    depth = _edt(component, grid.spacing, ndi)
+    depth = distance_mm(component, grid.spacing)
     total = int(component.sum())
     step = min(grid.spacing)
     for r in np.arange(step, 40.0, step):
@@ -345,7 +328,7 @@ def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, 
     from .io.hu import check_hu
     hu = to_array(volume.array)
     xp = array_module(hu)
-    ndi = _ndimage(xp)
+    ndi = ndimage_for(xp)
     check_hu(hu, name)
     grid = _coarse_grid(volume, coarse_mm)
     coarse = dispatch(block_mean, hu, backend)(hu, grid.factors)
@@ -359,7 +342,7 @@ def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, 
     airway = _airways(coarse, inner, grid, midline_x, xworld, xp, max_airway_ml, seed_mm=30.0)
     cand = inner
     if airway is not None:
-        cand = inner & ~_dilate(airway, max(airway_wall_mm, *grid.spacing), grid.spacing, ndi)
+        cand = inner & ~dilate_mm(airway, max(airway_wall_mm, *grid.spacing), grid.spacing)
     gas = _gas(coarse, cand, gas_hu, grid, xp, ndi)
     cand = cand & ~gas
     steps("airways")

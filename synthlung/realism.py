@@ -14,13 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-
-def signed_distance_mm(mask: np.ndarray, spacing_mm: tuple[float, float, float]) -> np.ndarray:
-    """Distance to the mask surface in mm: negative inside, positive outside."""
-    mask = np.asarray(mask, dtype=bool)
-    outside = ndi.distance_transform_edt(~mask, sampling=spacing_mm)
-    inside = ndi.distance_transform_edt(mask, sampling=spacing_mm)
-    return np.where(mask, -inside, outside)
+from .morphology import signed_distance_mm
 
 
 def core_mask(mask: np.ndarray) -> np.ndarray:

@@ -43,6 +43,7 @@ from .atomic import atomic_path, read_json_index, write_json
 from .backend import asnumpy
 from .components import component_stats, label as label_components
 from .errors import InputError
+from .morphology import signed_distance_mm
 from .volume import Volume
 
 SCHEMA_VERSION = 1
@@ -80,15 +81,12 @@ def soft_mask(mask: np.ndarray, spacing: tuple[float, float, float], width_mm: f
     voxel of the other class; the ramp is 0.5 on the boundary and reaches 0/1
     ``width_mm / 2`` away from it. Mask voxels are >= 0.5, others < 0.5.
     """
-    from scipy import ndimage
     inside = mask.astype(bool)
     if not inside.any():
         return np.zeros(mask.shape, np.float32)
     if inside.all():
         return np.ones(mask.shape, np.float32)
-    d_in = ndimage.distance_transform_edt(inside, sampling=spacing)
-    d_out = ndimage.distance_transform_edt(~inside, sampling=spacing)
-    phi = np.where(inside, d_in, -d_out) * 0.5
+    phi = -0.5 * signed_distance_mm(inside, spacing)
     soft = np.clip(0.5 + phi / width_mm, 0.0, 1.0).astype(np.float32)
     # float32 rounding is monotone, so mask voxels stay >= 0.5; keep the others below it
     soft[~inside & (soft >= 0.5)] = np.nextafter(np.float32(0.5), np.float32(0))

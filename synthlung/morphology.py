@@ -1,0 +1,74 @@
+"""Morphology in millimetres on NumPy or CuPy masks: distance transforms, dilation, signed distance.
+
+Radii are in mm and spacing differs per axis, so every operation goes through
+a Euclidean distance transform with the voxel spacing (O(N), exact balls),
+never through a structuring element counted in voxels. On the CPU the
+transform is the ``edt`` package (multi-threaded, anisotropic; 4-5x faster
+than ``scipy.ndimage.distance_transform_edt`` on the chest CT's lungs here,
+same values to float32 precision), on the GPU ``cupyx.scipy.ndimage``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .backend import array_module
+
+
+def ndimage_for(xp: Any):
+    """``scipy.ndimage`` for NumPy, ``cupyx.scipy.ndimage`` for CuPy."""
+    if xp is np:
+        from scipy import ndimage
+        return ndimage
+    from cupyx.scipy import ndimage
+    return ndimage
+
+
+def distance_mm(mask: Any, spacing_mm: tuple[float, float, float]) -> Any:
+    """float32 distance (mm) of each voxel of ``mask`` to the nearest voxel outside it (0 outside).
+
+    Voxels beyond the array edge do not count as outside (as in SciPy).
+    """
+    xp = array_module(mask)
+    spacing = tuple(float(s) for s in spacing_mm)
+    if xp is np:
+        import edt
+        return edt.edt(np.asarray(mask, dtype=bool), anisotropy=spacing, black_border=False,
+                       parallel=os.cpu_count() or 1)
+    return ndimage_for(xp).distance_transform_edt(mask, sampling=spacing).astype(xp.float32)
+
+
+def signed_distance_mm(mask: Any, spacing_mm: tuple[float, float, float]) -> Any:
+    """Distance to the mask surface in mm: negative inside, positive outside."""
+    mask = mask.astype(bool)
+    return distance_mm(~mask, spacing_mm) - distance_mm(mask, spacing_mm)
+
+
+def bounding_box(mask: Any, pad: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, ...] | None:
+    """Slices of the mask's bounding box grown by ``pad`` voxels (clipped); None if empty."""
+    xp = array_module(mask)
+    box = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = xp.flatnonzero(mask.any(axis=others))
+        if hits.size == 0:
+            return None
+        lo, hi = int(hits[0]), int(hits[-1]) + 1
+        box.append(slice(max(lo - pad[axis], 0), min(hi + pad[axis], mask.shape[axis])))
+    return tuple(box)
+
+
+def dilate_mm(mask: Any, radius_mm: float, spacing_mm: tuple[float, float, float]) -> Any:
+    """Dilation by a ball of ``radius_mm``; the transform runs on the padded bounding box only."""
+    mask = mask.astype(bool)
+    if radius_mm <= 0:
+        return mask
+    pad = tuple(int(np.ceil(radius_mm / s)) + 1 for s in spacing_mm)
+    box = bounding_box(mask, pad)
+    if box is None:
+        return mask
+    out = array_module(mask).zeros_like(mask)
+    out[box] = distance_mm(~mask[box], spacing_mm) <= radius_mm
+    return out
