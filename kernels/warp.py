@@ -105,24 +105,15 @@ def _trilinear_edge(flat, fill, sx, sy, sz, x0, y0, z0, fx, fy, fz):
                    _corner(flat, x0 + 1, y0 + 1, z0 + 1, sx, sy, sz, fill), fx, fy, fz)
 
 
-def _sample_pair(image, soft, sx, sy, sz, fill_image, fill_soft, qx, qy, qz, hu_gain, hu_shift):
-    """Image and soft-mask values (flat arrays, seed shape sx, sy, sz) at seed position ``q`` (float64)."""
-    x0 = math.floor(qx)
-    y0 = math.floor(qy)
-    z0 = math.floor(qz)
-    fx = np.float32(qx - x0)
-    fy = np.float32(qy - y0)
-    fz = np.float32(qz - z0)
+def _sample_corner(image, soft, sx, sy, sz, fill_image, fill_soft, x0, y0, z0, fx, fy, fz):
+    """Image and soft-mask values (flat arrays, seed shape sx, sy, sz) at corner ``(x0, y0, z0)`` + fractions."""
     if 0 <= x0 < sx - 1 and 0 <= y0 < sy - 1 and 0 <= z0 < sz - 1:
-        vi = _trilinear(image, sy, sz, x0, y0, z0, fx, fy, fz)
-        vs = _trilinear(soft, sy, sz, x0, y0, z0, fx, fy, fz)
-    elif -1 <= x0 < sx and -1 <= y0 < sy and -1 <= z0 < sz:
-        vi = _trilinear_edge(image, fill_image, sx, sy, sz, x0, y0, z0, fx, fy, fz)
-        vs = _trilinear_edge(soft, fill_soft, sx, sy, sz, x0, y0, z0, fx, fy, fz)
-    else:
-        vi = fill_image
-        vs = fill_soft
-    return vi + vs * (vi * hu_gain + hu_shift), vs
+        return (_trilinear(image, sy, sz, x0, y0, z0, fx, fy, fz),
+                _trilinear(soft, sy, sz, x0, y0, z0, fx, fy, fz))
+    if -1 <= x0 < sx and -1 <= y0 < sy and -1 <= z0 < sz:
+        return (_trilinear_edge(image, fill_image, sx, sy, sz, x0, y0, z0, fx, fy, fz),
+                _trilinear_edge(soft, fill_soft, sx, sy, sz, x0, y0, z0, fx, fy, fz))
+    return fill_image, fill_soft
 
 
 # ---------------------------------------------------------------- argument handling
@@ -174,7 +165,7 @@ def _rebind(fn, names: dict):
 def _compile_helpers(jit, cold_jit) -> dict:
     """The shared scalar helpers compiled with ``jit`` (``cold_jit`` for the rare border path)."""
     compiled: dict = {}
-    for fn in (_bspline, _split, _lerp, _corner, _blend8, _trilinear, _trilinear_edge, _sample_pair):
+    for fn in (_bspline, _split, _lerp, _corner, _blend8, _trilinear, _trilinear_edge, _sample_corner):
         compile_ = cold_jit if fn in (_corner, _trilinear_edge) else jit
         compiled[fn.__name__] = compile_(_rebind(fn, compiled))
     return compiled
@@ -185,7 +176,7 @@ def _compile_helpers(jit, cold_jit) -> dict:
 _CPU = _compile_helpers(njit(inline="always"), njit)
 _bspline_nb = _CPU["_bspline"]
 _split_nb = _CPU["_split"]
-_sample_pair_nb = _CPU["_sample_pair"]
+_sample_corner_nb = _CPU["_sample_corner"]
 
 
 @njit(cache=True)
@@ -228,6 +219,12 @@ def _warp_cpu(image, soft, m, out_image, out_soft, control, elastic, origin, spa
         # grid to a profile prof[d, c] along z, which basis_z spreads over the row.
         prof = np.zeros((3, cz), dtype=np.float32)
         disp = np.zeros((3, nz), dtype=np.float32)
+        cx0 = np.empty(nz, dtype=np.int64)
+        cy0 = np.empty(nz, dtype=np.int64)
+        cz0 = np.empty(nz, dtype=np.int64)
+        frx = np.empty(nz, dtype=np.float32)
+        fry = np.empty(nz, dtype=np.float32)
+        frz = np.empty(nz, dtype=np.float32)
         for j in range(ny):
             if elastic:
                 prof[:] = 0.0
@@ -253,11 +250,25 @@ def _warp_cpu(image, soft, m, out_image, out_soft, control, elastic, origin, spa
             dx = disp[0]
             dy = disp[1]
             dz = disp[2]
+            # Two passes per row: positions first (a branch-free loop the compiler vectorises),
+            # then the gathers.
             for k in range(nz):
-                vi, vs = _sample_pair_nb(flat_image, flat_soft, sx, sy, sz, fill_image, fill_soft,
-                                         bx + m[0, 2] * k + dx[k], by + m[1, 2] * k + dy[k],
-                                         bz + m[2, 2] * k + dz[k], hu_gain, hu_shift)
-                row_image[k] = vi
+                qx = bx + m[0, 2] * k + dx[k]
+                qy = by + m[1, 2] * k + dy[k]
+                qz = bz + m[2, 2] * k + dz[k]
+                flx = math.floor(qx)
+                fly = math.floor(qy)
+                flz = math.floor(qz)
+                cx0[k] = np.int64(flx)
+                cy0[k] = np.int64(fly)
+                cz0[k] = np.int64(flz)
+                frx[k] = np.float32(qx - flx)
+                fry[k] = np.float32(qy - fly)
+                frz[k] = np.float32(qz - flz)
+            for k in range(nz):
+                vi, vs = _sample_corner_nb(flat_image, flat_soft, sx, sy, sz, fill_image, fill_soft,
+                                           cx0[k], cy0[k], cz0[k], frx[k], fry[k], frz[k])
+                row_image[k] = vi + vs * (vi * hu_gain + hu_shift)
                 row_soft[k] = vs
 
 
@@ -319,9 +330,12 @@ def _warp_cuda(image, soft, seed_shape, m, out_image, out_soft, control, elastic
         qx += dx
         qy += dy
         qz += dz
-    vi, vs = _sample_pair(image, soft, seed_shape[0], seed_shape[1], seed_shape[2], fill_image, fill_soft,
-                          qx, qy, qz, hu_gain, hu_shift)
-    out_image[i, j, k] = vi
+    x0, fx = _split(qx)
+    y0, fy = _split(qy)
+    z0, fz = _split(qz)
+    vi, vs = _sample_corner(image, soft, seed_shape[0], seed_shape[1], seed_shape[2], fill_image, fill_soft,
+                            x0, y0, z0, fx, fy, fz)
+    out_image[i, j, k] = vi + vs * (vi * hu_gain + hu_shift)
     out_soft[i, j, k] = vs
 
 

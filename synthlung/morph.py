@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backend import array_module, dispatch
+from .backend import array_module, asnumpy, dispatch
 from .errors import InputError
 from .volume import Volume
 
@@ -262,7 +262,7 @@ def _elastic_volume_factor(seed: Any, centre: np.ndarray, lin: np.ndarray, ctrl:
     to the power -1/3, so shape comes from the elastic field and size from ``scale``.
     """
     from synthlung.kernels.warp import bspline_basis
-    ijk = np.argwhere(np.asarray(seed.mask.array))
+    ijk = np.argwhere(asnumpy(seed.mask.array))
     ijk = ijk[:: max(1, len(ijk) // 20000)].astype(np.float64)
     world = seed.mask.voxel_to_world(ijk) - centre
     moved = world @ lin.T  # relative to the moved centre, mm

@@ -191,6 +191,7 @@ def test_cuda_backend_matches_cpu():
     assert np.array_equal(got.affine, want.affine)
 
 
+@pytest.mark.realdata
 def test_lung1_to_isotropic_and_back_keeps_centroid(lung1_paths):
     image_path, label_path = lung1_paths
     if not image_path.exists():
