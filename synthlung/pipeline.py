@@ -145,6 +145,8 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
     """
     if layout not in LAYOUTS:
         raise InputError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    if scheduler not in ("local", "dask"):
+        raise InputError(f"scheduler {scheduler!r}: expected local or dask")
     if n < 0:
         raise InputError(f"n={n}: the number of cases must be >= 0")
     out = Path(out)

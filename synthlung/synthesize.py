@@ -177,6 +177,19 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
     return planned, wanted
 
 
+def host_lung_noise_hu(host: Any) -> float:
+    """The host lung's noise std (HU), measured once and kept in ``host.record``."""
+    if "lung_noise_hu" not in host.record:
+        from .blending import estimate_noise_hu
+        from .morphology import bounding_box
+        lungs = host.lungs.array > 0
+        box = bounding_box(lungs)
+        if box is None:
+            raise InputError(f"host {host.record.get('id')}: no lung voxels to measure noise on")
+        host.record["lung_noise_hu"] = round(estimate_noise_hu(host.image.array[box], lungs[box]), 3)
+    return float(host.record["lung_noise_hu"])
+
+
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
                config: SynthesisConfig | None = None, key: Any = None) -> Case:
     """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
@@ -193,7 +206,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         label[host.tumors.array > 0] = TUMOR_CLASS
     instances = xp.zeros(image.shape, dtype=np.uint16)
     planned, wanted = sample_placements(host, seed_bank, rng, config)
-    noise_hu = host.record.get("lung_noise_hu") if config.noise_match else None
+    noise_hu = host_lung_noise_hu(host) if config.noise_match else None
     tumors = []
     for k, tumor in enumerate(planned, start=1):
         done = insert(image, label, instances, tumor.morphed, tumor.placement.offset, k, host.image.spacing,
@@ -218,6 +231,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         "synthlung_version": __version__,
         "random_key": key,
         "host": {"id": host.record.get("id"), "sha256": host.record.get("sha256")},
+        "host_lung_noise_hu": noise_hu,
         "tumors_requested": wanted,
         "tumors_inserted": len(tumors),
         "tumors": tumors,

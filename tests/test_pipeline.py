@@ -93,3 +93,15 @@ def test_killed_run_resumes_to_the_same_files(banks, tmp_path):
     assert not [p for p in out.rglob(".*") if ".tmp" in p.name], "a partial file survived"
     assert _digest(out) == _digest(tmp_path / "full")
     assert sorted(read_manifest(out)) == list(range(n))
+
+
+@pytest.mark.slow
+def test_dask_scheduler_gives_the_same_files(banks, tmp_path):
+    pytest.importorskip("distributed")
+    hosts, seeds = banks
+    generate(hosts, seeds, 3, tmp_path / "local", seed=5)
+    generate(hosts, seeds, 3, tmp_path / "dask", seed=5, scheduler="dask", workers=2)
+    local, dask = _digest(tmp_path / "local"), _digest(tmp_path / "dask")
+    assert local.keys() == dask.keys()
+    # run.json names the scheduler-independent settings only, so every file matches.
+    assert local == dask
