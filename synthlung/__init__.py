@@ -27,6 +27,8 @@ _EXPORTS = {
     "Host": "hosts",
     "segment_lungs": "hosts",
     "placement_zone": "hosts",
+    "make_host": "hosts",
+    "HostBank": "hosts",
     "MorphParams": "morph",
     "MorphedSeed": "morph",
     "morph": "morph",

@@ -39,13 +39,13 @@ class GenerateJob:
 _BANKS: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 
-def _banks(job: GenerateJob) -> tuple[Any, Any]:
-    """The host and seed banks of this process, opened once and reused."""
-    key = (job.hosts, job.seeds)
+def _banks(hosts: str, seeds: str) -> tuple[Any, Any]:
+    """The host and seed banks at these paths, opened once per process and reused."""
+    key = (hosts, seeds)
     if key not in _BANKS:
         from .hosts import HostBank
         from .seeds import SeedBank
-        _BANKS[key] = (HostBank.open(job.hosts), SeedBank.open(job.seeds))
+        _BANKS[key] = (HostBank.open(hosts), SeedBank.open(seeds))
     return _BANKS[key]
 
 
@@ -68,9 +68,7 @@ def make_case(job: GenerateJob, index: int) -> dict:
     """Make and write case ``index``; return its manifest entry. Safe to run in any process."""
     from .io import save
 
-    hosts, seeds = _banks(job)
-    if len(hosts) == 0:
-        raise InputError(f"{job.hosts}: the host bank is empty")
+    hosts, seeds = _banks(job.hosts, job.seeds)
     rng = case_rng(job.seed, index)
     host = _host(job, hosts, int(rng.integers(len(hosts))))
     case = synthesize(host, seeds, rng, SynthesisConfig.from_dict(job.config), key=case_key(job.seed, index))
@@ -149,6 +147,10 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
         raise InputError(f"scheduler {scheduler!r}: expected local or dask")
     if n < 0:
         raise InputError(f"n={n}: the number of cases must be >= 0")
+    hosts, seeds = str(Path(hosts).resolve()), str(Path(seeds).resolve())
+    host_bank, seed_bank = _banks(hosts, seeds)  # bad bank paths fail here, before anything is written
+    if len(host_bank) == 0 or len(seed_bank) == 0:
+        raise InputError(f"nothing to generate from: {len(host_bank)} hosts in {hosts}, {len(seed_bank)} seeds in {seeds}")
     out = Path(out)
     done = read_manifest(out)
     if done and not resume:
@@ -157,8 +159,7 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
     config = config or SynthesisConfig()
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
-    job = GenerateJob(str(Path(hosts).resolve()), str(Path(seeds).resolve()), str(out.resolve()),
-                      int(seed), layout, config.to_dict())
+    job = GenerateJob(hosts, seeds, str(out.resolve()), int(seed), layout, config.to_dict())
     run_info = {"n": n, "seed": seed, "layout": layout, "config": config.to_dict(),
                 "hosts": job.hosts, "seeds": job.seeds}
     _check_same_run(out, run_info, resume)
