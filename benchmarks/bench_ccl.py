@@ -5,7 +5,9 @@ HU < -400 and resampled to 300 slices (nearest slice, 0.8 mm), i.e. air and
 lungs of a real chest. ``c`` is the C-ordered (z, y, x) array; ``f`` the same
 voxels as a Fortran-ordered (x, y, z) array, the layout NIfTI/NRRD readers give.
 
-Run: ``pytest benchmarks/bench_ccl.py --benchmark-enable`` (GPU groups need CuPy).
+Run: ``pytest benchmarks/bench_ccl.py --benchmark-enable`` (GPU groups need CuPy). On the GPU
+``synthlung.label`` is the block-based union-find (``ccl.cuda``); ``ccl.cuda_voxel``, the
+per-voxel union-find, runs beside it, with cupyx and cuCIM.
 """
 from __future__ import annotations
 
@@ -117,6 +119,11 @@ class TestLabelGPU:
     def test_synthlung_cuda(self, benchmark, mask_c, connectivity):
         benchmark.group = f"gpu label-{connectivity}"
         _run_gpu(benchmark, synthlung.label, _gpu_mask(mask_c), connectivity)
+
+    def test_synthlung_cuda_per_voxel(self, benchmark, mask_c, connectivity):
+        from synthlung.kernels import ccl
+        benchmark.group = f"gpu label-{connectivity}"
+        _run_gpu(benchmark, ccl.cuda_voxel, _gpu_mask(mask_c), connectivity)
 
     def test_cupyx(self, benchmark, mask_c, connectivity):
         mask = _gpu_mask(mask_c)

@@ -172,6 +172,73 @@ def test_cuda_fortran_and_empty():
     assert n == 0 and not _host(labels).any()
 
 
+CUDA_LABELLERS = {"blocks": ccl.cuda, "per-voxel": ccl.cuda_voxel}
+
+
+def _cuda_same_as_scipy_and_cpu(fn, mask, connectivity):
+    labels, n = fn(_device(mask), connectivity)
+    labels = _host(labels)
+    assert_same_as_scipy(mask, connectivity, labels, n)
+    cpu_labels, cpu_n = ccl.cpu(mask, connectivity)
+    assert n == cpu_n
+    np.testing.assert_array_equal(labels, cpu_labels)
+
+
+@pytest.mark.parametrize("density", [0.1, 0.3, 0.5, 0.7, 0.9])
+@pytest.mark.parametrize("shape", [(5, 7, 9), (1, 9, 11), (16, 3, 5), (3, 1, 13)])
+def test_cuda_blocks_26_random(shape, density):
+    """2x2x2 blocks, odd sizes (partial blocks on every far face) and flat volumes."""
+    rng = np.random.default_rng(int(density * 10) + sum(shape))
+    _cuda_same_as_scipy_and_cpu(ccl.cuda, rng.random(shape) < density, 26)
+
+
+def _checkerboards(shape):
+    z, y, x = np.indices(shape)
+    return {"parity": (z + y + x) % 2 == 0,  # touches only along edges and corners
+            "corners": (z % 2 == y % 2) & (y % 2 == x % 2),  # touches only at corners
+            "planes": ((z + y) % 2 == 0) & (x % 3 != 2)}
+
+
+@pytest.mark.parametrize("connectivity", CONN)
+@pytest.mark.parametrize("variant", sorted(CUDA_LABELLERS))
+def test_cuda_checkerboards_empty_full(variant, connectivity):
+    """Patterns where 6, 18 and 26 give different answers inside one 2x2x2 block."""
+    fn = CUDA_LABELLERS[variant]
+    for mask in _checkerboards((6, 7, 9)).values():
+        _cuda_same_as_scipy_and_cpu(fn, mask, connectivity)
+    for mask in (np.zeros((5, 4, 3), bool), np.ones((5, 4, 3), bool), np.ones((1, 1, 1), bool)):
+        _cuda_same_as_scipy_and_cpu(fn, mask, connectivity)
+
+
+@pytest.mark.parametrize("variant", sorted(CUDA_LABELLERS))
+def test_cuda_connectivity_within_a_block(variant):
+    """Two voxels of one 2x2x2 block touching at an edge / a corner are one component only if connected."""
+    fn = CUDA_LABELLERS[variant]
+    edge = np.zeros((2, 2, 2), bool)
+    edge[0, 0, 0] = edge[0, 1, 1] = True
+    corner = np.zeros((2, 2, 2), bool)
+    corner[0, 1, 1] = corner[1, 0, 0] = True
+    assert [fn(_device(edge), c)[1] for c in CONN] == [2, 1, 1]
+    assert [fn(_device(corner), c)[1] for c in CONN] == [2, 2, 1]
+
+
+def test_cuda_block_order_is_canonical():
+    """A component rooted in a later block but starting earlier in C order still gets label 1."""
+    mask = np.zeros((4, 4, 6), bool)
+    mask[1, 0, 0] = True  # block (0, 0, 0), second slice
+    mask[0, 1, 4:] = True  # block (0, 0, 2), first slice: first voxel in C order
+    labels, n = ccl.cuda(_device(mask), 26)
+    assert n == 2
+    assert _host(labels)[0, 1, 4] == 1 and _host(labels)[1, 0, 0] == 2
+
+
+@settings(max_examples=8, deadline=None)
+@given(mask=arrays(bool, st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 7))),
+       connectivity=st.sampled_from(CONN))
+def test_cuda_hypothesis_masks(mask, connectivity):
+    _cuda_same_as_scipy_and_cpu(ccl.cuda, mask, connectivity)
+
+
 # ---------------------------------------------------------------- component_stats
 
 def assert_stats_equal(got, want):
@@ -229,6 +296,8 @@ def test_gpu_matches_cupyx(lung_mask, connectivity):
     want, want_n = cndi.label(mask, structure=structure)
     assert n == int(want_n)
     assert bool((labels == want).all())
+    voxel_labels, voxel_n = ccl.cuda_voxel(mask, connectivity)
+    assert voxel_n == n and bool((voxel_labels == want).all())
     stats = synthlung.component_stats(labels, n)
     assert_stats_equal((stats.counts, stats.bbox_lo, stats.bbox_hi, stats.centroid),
                        ccl_stats.cpu(cupy.asnumpy(labels), n))
