@@ -25,6 +25,11 @@ Exactness: positions are float64, ``floor`` + fraction, and the lerps are
 identity or integer-translation ``matrix`` with no control grid reproduces the
 seed bit for bit. Sampling and the displacement sum are float32.
 
+``cpu`` evaluates ``D`` separably: per output row (i, j) the x/y taps reduce
+the control grid to a profile along z, spread over the row by a dense basis
+matrix; positions are computed in a branch-free pass before the gathers.
+``cuda`` runs one thread per voxel with the 4x4x4 taps.
+
 ``cpu`` and ``cuda`` agree to ~1e-6 relative (float32 summation order);
 ``reference`` builds the full field with NumPy and samples with
 ``scipy.ndimage.map_coordinates(order=1, mode='grid-constant')``.
@@ -124,8 +129,8 @@ def control_shape_for(out_shape, control_origin, control_spacing) -> tuple[int, 
 
 
 def _prepare(xp, image, soft, matrix, out_shape, control, control_origin, control_spacing):
-    image = xp.ascontiguousarray(image, dtype=xp.float32)
-    soft = xp.ascontiguousarray(soft, dtype=xp.float32)
+    image = xp.ascontiguousarray(xp.asarray(image, dtype=xp.float32))
+    soft = xp.ascontiguousarray(xp.asarray(soft, dtype=xp.float32))
     if image.ndim != 3 or image.shape != soft.shape:
         raise ValueError(f"image and soft mask must be 3-D of one shape, got {image.shape} and {soft.shape}")
     m = np.asarray(matrix, dtype=np.float64)
@@ -138,7 +143,7 @@ def _prepare(xp, image, soft, matrix, out_shape, control, control_origin, contro
         raise ValueError(f"out_shape must be three positive sizes, got {out_shape}")
     elastic = control is not None
     if elastic:
-        control = xp.ascontiguousarray(control, dtype=xp.float32)
+        control = xp.ascontiguousarray(xp.asarray(control, dtype=xp.float32))
         if control.ndim != 4 or control.shape[0] != 3 or min(control.shape) < 1:
             raise ValueError(f"control must have shape (3, cx, cy, cz), got {control.shape}")
     else:
