@@ -22,11 +22,16 @@ two CPU cores:
    ``min_lung_ml``; a component spanning both sides of the midline is split
    at the anterior junction by erosion in mm;
 5. per lung: hole filling and a closing of ``closing_mm`` (Euclidean distance
-   transforms with the voxel spacing, O(N)) that brings vessels and
-   juxtapleural nodules inside;
-6. full resolution (kernel ``lung_refine``): voxels deep inside a coarse lung
+   transforms with the voxel spacing, O(N)) that brings vessels inside;
+6. juxtapleural nodules: a larger closing of ``pleural_mm`` per lung whose
+   additions are kept only on the pleural side, tested by three rays in mm
+   (toward the lung centre in the axial plane and straight down both meet this
+   lung first; along x toward the midline the other lung is not met first), so
+   the mediastinum, hilum, heart and diaphragm dome stay out;
+7. full resolution (kernel ``lung_refine``): voxels deep inside a coarse lung
    voxel take its label, voxels in the surface band keep it where their HU is
-   below ``air_hu``.
+   below ``air_hu``; solid pleural additions (and the lung voxels next to
+   them) take the label whole, so a nodule against the chest wall is inside.
 
 Quality gates raise :class:`~synthlung.errors.InputError`: no lungs found; a
 full-coverage scan whose lung volume is outside ``volume_range_l``; only one
@@ -50,7 +55,7 @@ import numpy as np
 from .backend import array_module, asnumpy, dispatch, to_array
 from .components import component_stats, label
 from .errors import InputError
-from .morphology import dilate_mm, distance_mm, ndimage_for
+from .morphology import bounding_box, dilate_mm, distance_mm, ndimage_for
 from .kernels import block_mean, lung_refine
 from .volume import Volume
 
@@ -250,6 +255,81 @@ def _finish_lung(mask, grid: _Grid, closing_mm, ndi, xp):
     return ndi.binary_fill_holes(_close(ndi.binary_fill_holes(mask), closing_mm, grid.spacing, ndi, xp))
 
 
+def _first_lung_hit(lungs, starts, world, direction, length_mm, grid: _Grid, xp):
+    """Label of the first lung voxel met marching from each ``starts`` voxel (N x 3 indices, world
+    mm ``world``) along ``direction`` (N x 3 unit vectors, world) for ``length_mm``; 0 where none."""
+    ainv = xp.asarray(np.linalg.inv(grid.affine), dtype=xp.float32)
+    shape = xp.asarray(lungs.shape)
+    first = xp.zeros(starts.shape[0], dtype=lungs.dtype)
+    step = min(grid.spacing) / 2.0
+    for t in np.arange(step, length_mm + step / 2, step):
+        ijk = xp.rint((world + t * direction) @ ainv[:3, :3].T + ainv[:3, 3]).astype(xp.int64)
+        inside = ((ijk >= 0) & (ijk < shape)).all(axis=1)
+        ijk = xp.clip(ijk, 0, shape - 1)
+        hit = xp.where(inside, lungs[ijk[:, 0], ijk[:, 1], ijk[:, 2]], 0)
+        first = xp.where(first == 0, hit, first)
+    return first
+
+
+def _pleural(add, lungs, value: int, grid: _Grid, midline_x: float, reach_mm: float, xp):
+    """The voxels of ``add`` (closing additions to lung ``value``) on the lung's pleural side.
+
+    Three rays (world mm) from each voxel: toward the lung centre in its axial plane
+    (midline x, the lungs' mean y in that slice) and straight down must both meet this
+    lung first within ``reach_mm`` (so not the mediastinum, the hilum, the heart or the
+    diaphragm's dome), and the ray along x toward the midline must not meet the other
+    lung first within 300 mm (so not between the two lungs).
+    """
+    idx = xp.argwhere(add)
+    if idx.shape[0] == 0:
+        return add
+    a = xp.asarray(grid.affine, dtype=xp.float32)
+    world = idx.astype(xp.float32) @ a[:3, :3].T + a[:3, 3]
+    lung_idx = xp.argwhere(lungs > 0)
+    lung_y = lung_idx.astype(xp.float32) @ a[1, :3] + a[1, 3]
+    n = lungs.shape[grid.s_axis]
+    count = xp.bincount(lung_idx[:, grid.s_axis], minlength=n)
+    mean_y = xp.bincount(lung_idx[:, grid.s_axis], weights=lung_y, minlength=n) / xp.maximum(count, 1)
+    zero = xp.zeros_like(world[:, 0])
+    inward = xp.stack([midline_x - world[:, 0], mean_y[idx[:, grid.s_axis]] - world[:, 1], zero], axis=1)
+    inward /= xp.maximum(xp.linalg.norm(inward, axis=1, keepdims=True), 1e-6)
+    down = xp.broadcast_to(xp.asarray([0.0, 0.0, -1.0], dtype=xp.float32), world.shape)
+    medial = xp.stack([xp.sign(midline_x - world[:, 0]), zero, zero], axis=1)
+    keep = (_first_lung_hit(lungs, idx, world, inward, reach_mm, grid, xp) == value) & \
+           (_first_lung_hit(lungs, idx, world, down, reach_mm, grid, xp) == value) & \
+           (_first_lung_hit(lungs, idx, world, medial, 300.0, grid, xp) != LEFT + RIGHT - value)
+    out = xp.zeros_like(add)
+    out[tuple(idx[keep].T)] = True
+    return out
+
+
+def _pleural_fill(lungs, coarse, grid: _Grid, midline_x: float, air_hu: float, radius_mm: float, blocked,
+                  ndi, xp):
+    """Juxtapleural nodules into the lungs: a closing of ``radius_mm`` per lung whose additions are kept
+    only on the pleural side (:func:`_pleural`) and outside ``blocked`` (airways, gas). Adds them to
+    ``lungs`` in place and returns those of solid density (mean HU at least ``air_hu``)."""
+    added = xp.zeros(lungs.shape, dtype=bool)
+    if radius_mm <= 0:
+        return added
+    adds = []
+    for value in (LEFT, RIGHT):
+        mask = lungs == value
+        if not bool(mask.any()):
+            continue
+        add = xp.zeros_like(mask)
+        box = bounding_box(mask)  # nodules bulge into the lung: never beyond its extent
+        # ... nor larger than about a third of the lung's narrowest in-plane width (small or cut lungs).
+        width = min((b.stop - b.start) * s for a, (b, s) in enumerate(zip(box, grid.spacing)) if a != grid.s_axis)
+        radius = min(radius_mm, width / 3.0)
+        add[box] = (_close(mask, radius, grid.spacing, ndi, xp) & (lungs == 0) & ~blocked)[box]
+        adds.append((value, _pleural(add, lungs, value, grid, midline_x, radius + max(grid.spacing), xp)))
+    for value, add in adds:
+        add &= ~added
+        lungs[add] = value
+        added |= add
+    return added & (coarse >= air_hu)
+
+
 def lung_summary(lungs: Volume) -> dict[str, Any]:
     """Volumes (mL) of the left and right lung and whether the scan covers them only partly.
 
@@ -296,8 +376,8 @@ def _check_lungs(lungs: Volume, name: str, allow_one_lung: bool, volume_range_l)
 def segment_lungs(volume: Volume, method: str = "threshold", backend: str | None = None, *,
                   name: str | None = None, air_hu: float = -400.0, gas_hu: float = -950.0,
                   max_gas_fraction: float = 0.25, coarse_mm: float = 4.0, closing_mm: float = 10.0,
-                  airway_wall_mm: float = 4.0, max_airway_ml: float = 300.0, min_lung_ml: float = 10.0,
-                  top_tolerance_mm: float = 20.0, allow_one_lung: bool = False,
+                  pleural_mm: float = 30.0, airway_wall_mm: float = 4.0, max_airway_ml: float = 300.0,
+                  min_lung_ml: float = 10.0,                  top_tolerance_mm: float = 20.0, allow_one_lung: bool = False,
                   volume_range_l: tuple[float, float] = (1.0, 10.0), timings: dict | None = None) -> Volume:
     """Left (1) and right (2) lung labels (uint8) of a CT in HU, in the CT's own voxel grid.
 
@@ -313,8 +393,8 @@ def segment_lungs(volume: Volume, method: str = "threshold", backend: str | None
         out = segment_lungs_lungmask(volume, name)
     elif method == "threshold":
         out = _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, coarse_mm,
-                                 closing_mm, airway_wall_mm, max_airway_ml, min_lung_ml, top_tolerance_mm,
-                                 _Steps(timings))
+                                 closing_mm, pleural_mm, airway_wall_mm, max_airway_ml, min_lung_ml,
+                                 top_tolerance_mm, _Steps(timings))
     else:
         raise InputError(f"method={method!r}: expected 'threshold' or 'lungmask'")
     steps = _Steps(timings)
@@ -324,7 +404,7 @@ def segment_lungs(volume: Volume, method: str = "threshold", backend: str | None
 
 
 def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, coarse_mm, closing_mm,
-                       airway_wall_mm, max_airway_ml, min_lung_ml, top_tolerance_mm, steps) -> Volume:
+                       pleural_mm, airway_wall_mm, max_airway_ml, min_lung_ml, top_tolerance_mm, steps) -> Volume:
     from .io.hu import check_hu
     hu = to_array(volume.array)
     xp = array_module(hu)
@@ -340,9 +420,9 @@ def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, 
     steps("body")
 
     airway = _airways(coarse, inner, grid, midline_x, xworld, xp, max_airway_ml, seed_mm=30.0)
-    cand = inner
-    if airway is not None:
-        cand = inner & ~dilate_mm(airway, max(airway_wall_mm, *grid.spacing), grid.spacing)
+    walled = xp.zeros(inner.shape, dtype=bool) if airway is None else \
+        dilate_mm(airway, max(airway_wall_mm, *grid.spacing), grid.spacing)
+    cand = inner & ~walled
     gas = _gas(coarse, cand, gas_hu, grid, xp, ndi)
     cand = cand & ~gas
     steps("airways")
@@ -356,6 +436,7 @@ def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, 
     closed = [_finish_lung(coarse_labels == v, grid, closing_mm, ndi, xp) for v in (LEFT, RIGHT)]
     lungs[closed[0]] = LEFT
     lungs[closed[1] & ~(closed[0] & (coarse_labels == LEFT))] = RIGHT
+    forced = _pleural_fill(lungs, coarse, grid, midline_x, air_hu, pleural_mm, gas | walled, ndi, xp)
     steps("fill_close")
 
     # Surface band: coarse voxels next to a lung take its label; airway voxels outside the lungs never.
@@ -366,6 +447,8 @@ def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, 
     band[(lungs == 0) & gas] = 0
     core = (ndi.grey_erosion(lungs, size=(3, 3, 3), mode="nearest") == lungs) & \
            (ndi.grey_dilation(lungs, size=(3, 3, 3), mode="nearest") == lungs)
+    # Juxtapleural nodules: solid pleural additions and the lung voxels around them take the label whole.
+    core |= ndi.binary_dilation(forced, structure=xp.ones((3, 3, 3), dtype=bool)) & (lungs > 0)
     out = dispatch(lung_refine, hu, backend)(hu, band.astype(xp.uint8), core.astype(xp.uint8),
                                              grid.factors, air_hu)
     steps("refine")
