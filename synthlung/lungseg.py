@@ -17,7 +17,10 @@ two CPU cores:
    slices, removed with a wall margin in mm;
 4. connected components (``synthlung.label``), kept as lung when their
    parenchymal density is lung-like (few voxels of homogeneous gas darker than
-   ``gas_hu``), their top lies near the highest such air (gas below the
+   ``gas_hu``), their texture is not mottled (bowel content: over
+   ``max_mottled_fraction`` of the full-resolution voxels both gas, below
+   ``gas_hu``, and solid, above ``solid_hu``, from block means of the two
+   indicators), their top lies near the highest such air (gas below the
    diaphragm never reaches the lung's top) and their volume is at least
    ``min_lung_ml``; a component spanning both sides of the midline is split
    at the anterior junction by erosion in mm;
@@ -211,8 +214,8 @@ def _split(component, grid: _Grid, ndi, xp):
     return None
 
 
-def _select_lungs(cand, coarse, grid: _Grid, xworld, midline_x, xp, ndi, *, gas_hu, max_gas_fraction,
-                  min_lung_ml, top_tolerance_mm):
+def _select_lungs(cand, coarse, fine_gas, fine_solid, grid: _Grid, xworld, midline_x, xp, ndi, *, gas_hu,
+                  max_gas_fraction, max_mottled_fraction, min_lung_ml, top_tolerance_mm):
     """Coarse labels 1 (left) / 2 (right) from the candidate air components (see module docstring)."""
     labels, n = label(cand, connectivity=6)
     if n == 0:
@@ -220,14 +223,17 @@ def _select_lungs(cand, coarse, grid: _Grid, xworld, midline_x, xp, ndi, *, gas_
     flat = labels.ravel()
     counts = xp.bincount(flat, minlength=n + 1).astype(xp.float64)
     gas = xp.bincount(flat, weights=(coarse < gas_hu).ravel().astype(xp.float64), minlength=n + 1)
+    # Bowel content: full-resolution gas and solid voxels mixed within each block (stool with bubbles).
+    mottled = xp.minimum(xp.bincount(flat, weights=fine_gas.ravel().astype(xp.float64), minlength=n + 1),
+                         xp.bincount(flat, weights=fine_solid.ravel().astype(xp.float64), minlength=n + 1))
     xfull = xp.broadcast_to(xworld, cand.shape)
     left = xp.bincount(flat, weights=(xfull < midline_x).ravel().astype(xp.float64), minlength=n + 1)
     stats = component_stats(labels, n)
-    counts, gas, left = (asnumpy(a)[1:] for a in (counts, gas, left))
+    counts, gas, left, mottled = (asnumpy(a)[1:] for a in (counts, gas, left, mottled))
     lo, hi = asnumpy(stats.bbox_lo)[:, grid.s_axis], asnumpy(stats.bbox_hi)[:, grid.s_axis] - 1
     top_mm = (hi if grid.up > 0 else (cand.shape[grid.s_axis] - 1 - lo)) * grid.spacing[grid.s_axis]
     ml = counts * grid.voxel_ml
-    lunglike = (ml >= min_lung_ml) & (gas / counts <= max_gas_fraction)
+    lunglike = (ml >= min_lung_ml) & (gas / counts <= max_gas_fraction) & (mottled / counts <= max_mottled_fraction)
     if not lunglike.any():
         return xp.zeros(cand.shape, dtype=xp.uint8)
     keep = lunglike & (top_mm >= top_mm[lunglike].max() - top_tolerance_mm)
@@ -321,7 +327,12 @@ def _pleural_fill(lungs, coarse, grid: _Grid, midline_x: float, air_hu: float, r
         # ... nor larger than about a third of the lung's narrowest in-plane width (small or cut lungs).
         width = min((b.stop - b.start) * s for a, (b, s) in enumerate(zip(box, grid.spacing)) if a != grid.s_axis)
         radius = min(radius_mm, width / 3.0)
-        add[box] = (_close(mask, radius, grid.spacing, ndi, xp) & (lungs == 0) & ~blocked)[box]
+        # A lung cut by the first or last slice continues straight on beyond it (edge padding).
+        pad = [(0, 0)] * 3
+        pad[grid.s_axis] = (int(np.ceil(radius / grid.spacing[grid.s_axis])) + 1,) * 2
+        crop = tuple(slice(a, a + n) for (a, _), n in zip(pad, mask.shape))
+        closed = _close(xp.pad(mask, pad, mode="edge"), radius, grid.spacing, ndi, xp)[crop]
+        add[box] = (closed & (lungs == 0) & ~blocked)[box]
         adds.append((value, _pleural(add, lungs, value, grid, midline_x, radius + max(grid.spacing), xp)))
     for value, add in adds:
         add &= ~added
@@ -375,9 +386,10 @@ def _check_lungs(lungs: Volume, name: str, allow_one_lung: bool, volume_range_l)
 
 def segment_lungs(volume: Volume, method: str = "threshold", backend: str | None = None, *,
                   name: str | None = None, air_hu: float = -400.0, gas_hu: float = -950.0,
-                  max_gas_fraction: float = 0.25, coarse_mm: float = 4.0, closing_mm: float = 10.0,
+                  max_gas_fraction: float = 0.25, solid_hu: float = -200.0, max_mottled_fraction: float = 0.1,
+                  coarse_mm: float = 4.0, closing_mm: float = 10.0,
                   pleural_mm: float = 30.0, airway_wall_mm: float = 4.0, max_airway_ml: float = 300.0,
-                  min_lung_ml: float = 10.0,                  top_tolerance_mm: float = 20.0, allow_one_lung: bool = False,
+                  min_lung_ml: float = 10.0, top_tolerance_mm: float = 20.0, allow_one_lung: bool = False,
                   volume_range_l: tuple[float, float] = (1.0, 10.0), timings: dict | None = None) -> Volume:
     """Left (1) and right (2) lung labels (uint8) of a CT in HU, in the CT's own voxel grid.
 
@@ -392,9 +404,9 @@ def segment_lungs(volume: Volume, method: str = "threshold", backend: str | None
         from .lungmask_host import segment_lungs_lungmask
         out = segment_lungs_lungmask(volume, name)
     elif method == "threshold":
-        out = _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, coarse_mm,
-                                 closing_mm, pleural_mm, airway_wall_mm, max_airway_ml, min_lung_ml,
-                                 top_tolerance_mm, _Steps(timings))
+        out = _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, solid_hu,
+                                 max_mottled_fraction, coarse_mm, closing_mm, pleural_mm, airway_wall_mm,
+                                 max_airway_ml, min_lung_ml, top_tolerance_mm, _Steps(timings))
     else:
         raise InputError(f"method={method!r}: expected 'threshold' or 'lungmask'")
     steps = _Steps(timings)
@@ -403,8 +415,9 @@ def segment_lungs(volume: Volume, method: str = "threshold", backend: str | None
     return out
 
 
-def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, coarse_mm, closing_mm,
-                       pleural_mm, airway_wall_mm, max_airway_ml, min_lung_ml, top_tolerance_mm, steps) -> Volume:
+def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, solid_hu, max_mottled_fraction,
+                       coarse_mm, closing_mm, pleural_mm, airway_wall_mm, max_airway_ml, min_lung_ml,
+                       top_tolerance_mm, steps) -> Volume:
     from .io.hu import check_hu
     hu = to_array(volume.array)
     xp = array_module(hu)
@@ -427,8 +440,13 @@ def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, 
     cand = cand & ~gas
     steps("airways")
 
-    coarse_labels = _select_lungs(cand, coarse, grid, xworld, midline_x, xp, ndi, gas_hu=gas_hu,
-                                  max_gas_fraction=max_gas_fraction, min_lung_ml=min_lung_ml,
+    mean = dispatch(block_mean, hu, backend)
+    fine_gas = mean((hu < gas_hu).view(xp.uint8), grid.factors)
+    fine_solid = mean((hu > solid_hu).view(xp.uint8), grid.factors)
+    steps("texture")
+    coarse_labels = _select_lungs(cand, coarse, fine_gas, fine_solid, grid, xworld, midline_x, xp, ndi,
+                                  gas_hu=gas_hu, max_gas_fraction=max_gas_fraction,
+                                  max_mottled_fraction=max_mottled_fraction, min_lung_ml=min_lung_ml,
                                   top_tolerance_mm=top_tolerance_mm)
     steps("components")
 

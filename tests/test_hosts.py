@@ -160,7 +160,8 @@ def test_partial_coverage_finds_lung_bases_not_bowel_gas(chest):
     assert s["partial_coverage"] and s["left_ml"] > 20 and s["right_ml"] > 20
     full = lungs.array[:, :, :k + 30] > 0
     extra = (out.array > 0) & ~full
-    assert extra.sum() / (out.array > 0).sum() < 0.15 and part.array[extra].mean() < -600  # lung, not gas
+    assert extra.sum() / (out.array > 0).sum() < 0.02  # little beyond what the full scan calls lung ...
+    assert (part.array[extra] < -950).sum() < 0.005 * (out.array > 0).sum()  # ... and none of it gas
     from scipy import ndimage
     near_lung = ndimage.distance_transform_edt(~full, sampling=part.spacing) < 10.0
     gas = (part.array < -950) & ~near_lung  # bowel/stomach gas below the diaphragm
@@ -168,9 +169,9 @@ def test_partial_coverage_finds_lung_bases_not_bowel_gas(chest):
     assert (out.array[gas] > 0).mean() < 0.02
 
 
-@pytest.mark.xfail(strict=True, reason="known limitation: ~1% of the stomach gas under the left dome is "
-                   "still joined to the left lung base through the thin diaphragm")
 def test_partial_coverage_takes_no_gas_at_all(chest):
+    # The splenic flexure's stool with gas bubbles has a lung-like block mean; its mottled texture
+    # (gas and solid voxels mixed at full resolution) keeps it out.
     image, lungs = chest
     k = int(np.nonzero((lungs.array > 0).any((0, 1)))[0].min())
     part = image.crop((0, 0, 0), (image.shape[0], image.shape[1], k + 30))
@@ -178,7 +179,9 @@ def test_partial_coverage_takes_no_gas_at_all(chest):
     from scipy import ndimage
     full = lungs.array[:, :, :k + 30] > 0
     gas = (part.array < -950) & (ndimage.distance_transform_edt(~full, sampling=part.spacing) >= 10.0)
-    assert (out[gas] > 0).mean() < 0.005
+    assert (out[gas] > 0).mean() < 0.001
+    without = segment_lungs(part, name="bases", max_mottled_fraction=1.0).array
+    assert (without[gas] > 0).mean() > 0.005  # the test sees what the texture rule does
 
 
 def test_lung1_tumor_is_excluded_from_placement_zone(lung1_paths):
