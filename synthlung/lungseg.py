@@ -261,12 +261,12 @@ def _finish_lung(mask, grid: _Grid, closing_mm, ndi, xp):
     return ndi.binary_fill_holes(_close(ndi.binary_fill_holes(mask), closing_mm, grid.spacing, ndi, xp))
 
 
-def _first_lung_hit(lungs, starts, world, direction, length_mm, grid: _Grid, xp):
-    """Label of the first lung voxel met marching from each ``starts`` voxel (N x 3 indices, world
-    mm ``world``) along ``direction`` (N x 3 unit vectors, world) for ``length_mm``; 0 where none."""
+def _first_lung_hit(lungs, world, direction, length_mm, grid: _Grid, xp):
+    """Label of the first lung voxel met marching from each point ``world`` (N x 3, mm) along
+    ``direction`` (N x 3 unit vectors, world) for ``length_mm``, in half-voxel steps; 0 where none."""
     ainv = xp.asarray(np.linalg.inv(grid.affine), dtype=xp.float32)
     shape = xp.asarray(lungs.shape)
-    first = xp.zeros(starts.shape[0], dtype=lungs.dtype)
+    first = xp.zeros(world.shape[0], dtype=lungs.dtype)
     step = min(grid.spacing) / 2.0
     for t in np.arange(step, length_mm + step / 2, step):
         ijk = xp.rint((world + t * direction) @ ainv[:3, :3].T + ainv[:3, 3]).astype(xp.int64)
@@ -301,9 +301,9 @@ def _pleural(add, lungs, value: int, grid: _Grid, midline_x: float, reach_mm: fl
     inward /= xp.maximum(xp.linalg.norm(inward, axis=1, keepdims=True), 1e-6)
     down = xp.broadcast_to(xp.asarray([0.0, 0.0, -1.0], dtype=xp.float32), world.shape)
     medial = xp.stack([xp.sign(midline_x - world[:, 0]), zero, zero], axis=1)
-    keep = (_first_lung_hit(lungs, idx, world, inward, reach_mm, grid, xp) == value) & \
-           (_first_lung_hit(lungs, idx, world, down, reach_mm, grid, xp) == value) & \
-           (_first_lung_hit(lungs, idx, world, medial, 300.0, grid, xp) != LEFT + RIGHT - value)
+    keep = (_first_lung_hit(lungs, world, inward, reach_mm, grid, xp) == value) & \
+           (_first_lung_hit(lungs, world, down, reach_mm, grid, xp) == value) & \
+           (_first_lung_hit(lungs, world, medial, 300.0, grid, xp) != LEFT + RIGHT - value)
     out = xp.zeros_like(add)
     out[tuple(idx[keep].T)] = True
     return out
