@@ -132,10 +132,19 @@ def _host_entry(case: dict[str, Any], out: Path, method: str) -> dict[str, Any]:
     return {"id": case["id"], "image": case["image"], "label": case["label"], "lungs": rel, "record": record}
 
 
+def _reusable(previous: dict[str, Any] | None, case: dict[str, Any], out: Path, method: str) -> bool:
+    """True when an earlier run already made this host from the same files with the same method."""
+    return (previous is not None and previous["record"].get("sha256") == case["sha256"]
+            and previous["record"].get("method") == method and (out / previous["lungs"]).is_file())
+
+
 def build_host_bank(catalog: str | os.PathLike, out: str | os.PathLike, *, method: str = "threshold",
                     skip_bad: bool = False, progress=None) -> dict[str, Any]:
     """Segment every good case of a catalog and write the bank (see module docstring); returns the index.
 
+    Rerunnable: a host whose source files (sha256) and method are unchanged is
+    kept from the existing index instead of being segmented again; the index is
+    rewritten (atomically) after every case.
     ``skip_bad``: a case that fails (no lungs, bad volume, unreadable) is recorded
     in ``errors`` and the rest go on; otherwise the first failure raises.
     ``progress(done, total, case_id)`` is called after each case.
@@ -145,17 +154,21 @@ def build_host_bank(catalog: str | os.PathLike, out: str | os.PathLike, *, metho
     cat_path, cases = _catalog_cases(catalog)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    previous = {}
+    if (out / INDEX_NAME).is_file():
+        previous = {h["id"]: h for h in read_json_index(out / INDEX_NAME, "host bank index", SCHEMA_VERSION)["hosts"]}
     index: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "catalog": str(cat_path), "hosts": [], "errors": []}
     for i, case in enumerate(cases):
         try:
-            index["hosts"].append(_host_entry(case, out, method))
+            old = previous.get(case["id"])
+            index["hosts"].append(old if _reusable(old, case, out, method) else _host_entry(case, out, method))
         except (SynthlungError, OSError) as exc:
             if not skip_bad:
                 raise
             index["errors"].append({"id": case["id"], "error": str(exc)})
+        write_json(out / INDEX_NAME, index)
         if progress is not None:
             progress(i + 1, len(cases), case["id"])
-    write_json(out / INDEX_NAME, index)
     return index
 
 

@@ -265,3 +265,20 @@ def test_host_bank_build_open_and_cli(tmp_path, phantom):
     assert not list((tmp_path / "bank" / "lungs").glob(".*tmp*"))
     with pytest.raises(InputError, match="host bank"):
         HostBank.open(tmp_path / "cat")
+
+
+def test_host_bank_rerun_reuses_unchanged_hosts(tmp_path, phantom, monkeypatch):
+    from synthlung import hosts as hosts_module
+    from synthlung.datasets import ingest
+    from synthlung.io import save
+    save(phantom.image, tmp_path / "src" / "a_image.nii.gz")
+    ingest(tmp_path / "src", tmp_path / "cat", format="folder")
+    first = build_host_bank(tmp_path / "cat", tmp_path / "bank")
+
+    def no_segmenting(*args, **kwargs):
+        raise AssertionError("an unchanged host was segmented again")
+    monkeypatch.setattr(hosts_module, "_host_entry", no_segmenting)
+    assert build_host_bank(tmp_path / "cat", tmp_path / "bank") == first
+    # Another method is a change: that host is made again.
+    with pytest.raises(AssertionError, match="segmented again"):
+        build_host_bank(tmp_path / "cat", tmp_path / "bank", method="lungmask")
