@@ -54,10 +54,11 @@ Example, a MONAI training loop (the host bank's lung masks save segmenting)::
     for batch in DataLoader(Dataset(files, train), batch_size=2, num_workers=2):
         ...  # batch["image"], batch["label"]: (B, 1, X, Y, Z)
 
-DataLoader workers are forked processes. Numba's GNU OpenMP threading layer
-kills forked children of a process that already ran parallel kernels, so
-synthlung selects Numba's ``forksafe`` layer (TBB or its own work queue) unless
-``NUMBA_THREADING_LAYER`` is set; forked workers are then safe.
+DataLoader workers are forked processes: if the parent process has already run
+synthlung's CPU kernels, Numba's default GNU OpenMP threading layer terminates
+the forked workers ("fork() called from a process already using GNU OpenMP").
+Then set ``NUMBA_THREADING_LAYER=forksafe`` (or install ``tbb``) before
+starting, or pass ``multiprocessing_context="spawn"`` to the DataLoader.
 
 Or on a CUDA tensor directly (``ct`` a (1, X, Y, Z) MetaTensor on the GPU)::
 
