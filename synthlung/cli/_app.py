@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.console import Console
 
@@ -39,21 +38,19 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; errors print one line (a traceback only with ``--debug``). Returns the exit status."""
+    """Run the CLI; errors print one line (a traceback only with ``--debug``). Returns the exit status.
+
+    Typer handles its own exits and usage errors (standalone mode, whichever click
+    it carries); synthlung's errors and OS errors become one readable line.
+    """
     args = sys.argv[1:] if argv is None else argv
     try:
-        status = app(args=args, prog_name="synthlung", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        err_console.print("Aborted.")
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        app(args=args, prog_name="synthlung", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except (SynthlungError, OSError) as exc:
         if _state["debug"] or "--debug" in args:
             raise
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 1
-    return status if isinstance(status, int) else 0
+    return 0
