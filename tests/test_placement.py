@@ -64,11 +64,13 @@ def test_nothing_fits_returns_none_after_bounded_tries(world):
     assert p is None
 
 
-def test_juxtapleural_centres_are_near_the_pleura(world):
+def test_juxtapleural_centres_touch_the_pleura_others_do_not(world):
     lungs, distance = world
-    rules = PlacementRules(min_inside_fraction=0.5, juxtapleural_probability=1.0)
-    for s in range(5):
-        p = sample_placement(_ball(3), (3, 3, 3), 3.0, CentreSampler(lungs, distance), lungs,
-                             np.zeros_like(lungs), (1.0, 1.0, 1.0), rules, np.random.default_rng(s))
-        assert p is not None and p.juxtapleural
-        assert distance[p.centre_voxel] <= 3.0
+    for juxta in (1.0, 0.0):
+        rules = PlacementRules(min_inside_fraction=0.9, juxtapleural_probability=juxta)
+        for s in range(5):
+            p = sample_placement(_ball(4), (4, 4, 4), 4.0, CentreSampler(lungs, distance), lungs,
+                                 np.zeros_like(lungs), (1.0, 1.0, 1.0), rules, np.random.default_rng(s))
+            assert p is not None and p.juxtapleural == bool(juxta)
+            depth = distance[p.centre_voxel]
+            assert (0.6 * 4.0 <= depth < 4.0) if juxta else depth >= 4.0

@@ -57,3 +57,11 @@ def test_default_method_realism(chest_host, lung1_bank):
     assert abs(r.core_error_hu) <= 30.0, r
     assert abs(r.halo_hu) <= 50.0, r
     assert own_rise / 2.0 <= r.rise_mm <= own_rise * 2.0, (r, own_rise)
+
+
+def test_juxtapleural_tumors_fit_with_the_default_rules(chest_host, lung1_bank):
+    from synthlung.placement import PlacementRules
+    config = SynthesisConfig(n_tumors=(2,), placement=PlacementRules(juxtapleural_probability=1.0))
+    case = synthesize(chest_host, lung1_bank, case_rng(0, 2), config)
+    assert case.record["tumors_inserted"] == 2
+    assert all(t["juxtapleural"] and t["inside_lung_fraction"] >= 0.95 for t in case.record["tumors"])
