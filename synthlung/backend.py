@@ -19,13 +19,12 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 
 from .errors import InputError, MissingExtraError
 
-Backend = Literal["cpu", "cuda"]
 BACKENDS: tuple[str, ...] = ("cpu", "cuda")
 
 

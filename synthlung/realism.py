@@ -9,7 +9,7 @@ They run on NumPy boxes; tests and benchmarks use them to compare blending metho
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -77,9 +77,6 @@ class RealismReport:
     @property
     def halo_hu(self) -> float:
         return self.ring_hu_after - self.ring_hu_before
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "core_error_hu": self.core_error_hu, "halo_hu": self.halo_hu}
 
 
 def realism(before: np.ndarray, after: np.ndarray, seed_image: np.ndarray, mask: np.ndarray,

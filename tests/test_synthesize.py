@@ -100,3 +100,17 @@ def test_noise_matching_measures_the_host_and_adds_noise(host, tmp_path):
     differs = noisy.image.array != quiet.image.array
     assert differs[inside].mean() > 0.5
     assert not differs[~_touched_boxes(noisy.record, noisy.image.shape)].any()
+
+
+def test_realism_measures_edges_halo_and_core():
+    """The checks themselves: a blurred edge rises slower, a halo and a core shift are seen."""
+    from synthlung.realism import realism, rise_distance_mm
+    r = np.indices((48, 48, 48)) - 24
+    mask = (r ** 2).sum(0) <= 10 ** 2
+    sharp = np.where(mask, 0.0, -800.0)
+    spacing = (1.0, 1.0, 1.0)
+    soft = ndi.gaussian_filter(sharp, 1.5)
+    assert rise_distance_mm(sharp, mask, spacing) < rise_distance_mm(soft, mask, spacing)
+    halo = sharp + 100.0 * (ndi.distance_transform_edt(~mask) <= 5) * ~mask
+    rep = realism(sharp, halo - 30.0 * mask, sharp, mask, spacing)
+    assert rep.halo_hu == pytest.approx(100.0) and rep.core_error_hu == pytest.approx(-30.0)
