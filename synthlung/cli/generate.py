@@ -31,7 +31,7 @@ def generate(
     cfg = SynthesisConfig.from_yaml(config) if config else SynthesisConfig()
     already = len(read_manifest(out)) if resume else 0
     columns = (TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns) as bar:
+    with Progress(*columns, transient=True) as bar:
         task = bar.add_task("cases", total=n, completed=min(already, n))
         entries = run_generate(hosts, seeds, n, out, seed=seed, workers=workers, config=cfg, layout=layout,
                                resume=resume, scheduler=scheduler, address=address,
