@@ -70,7 +70,7 @@ def _is_torch(x: Any) -> bool:
     return any(c.__name__ == "Tensor" and c.__module__.split(".")[0] == "torch" for c in type(x).__mro__)
 
 
-def array_module(x: Any):
+def array_module(x: Any) -> Any:
     """``cupy`` for a CuPy array, ``numpy`` otherwise."""
     if _is_cupy(x):
         import cupy

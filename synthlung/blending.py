@@ -45,7 +45,7 @@ class BlendResult:
     residual: float = 0.0
 
 
-def estimate_noise_hu(image_box, mask_box) -> float:
+def estimate_noise_hu(image_box: Any, mask_box: Any) -> float:
     """Noise standard deviation (HU) inside ``mask_box``: robust MAD of a high-pass residual.
 
     The residual is the image minus its 3x3x3 mean; for white noise of std s its
@@ -73,7 +73,7 @@ def _normal(xp, rng, shape):
     return rng.standard_normal(shape, dtype=xp.float32)
 
 
-def blend(host_box, seed_box, soft_mask_box, method: str = "alpha",
+def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha",
           spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0), feather_mm: float = 0.0,
           margin_mm: float = 3.0, core_erosion_mm: float | None = None, mixed: bool = False,
           hu_range: tuple[float, float] = (-1024.0, 3071.0), noise_match: float | None = None,

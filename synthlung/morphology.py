@@ -17,7 +17,7 @@ import numpy as np
 from .backend import array_module
 
 
-def ndimage_for(xp: Any):
+def ndimage_for(xp: Any) -> Any:
     """``scipy.ndimage`` for NumPy, ``cupyx.scipy.ndimage`` for CuPy."""
     if xp is np:
         from scipy import ndimage

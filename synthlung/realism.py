@@ -10,6 +10,7 @@ They run on NumPy boxes; tests and benchmarks use them to compare blending metho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -99,8 +100,9 @@ def realism(before: np.ndarray, after: np.ndarray, seed_image: np.ndarray, mask:
     )
 
 
-def evaluate_methods(host, seed_bank, rng: np.random.Generator, methods: tuple[str, ...] | None = None,
-                     config=None) -> dict[str, list[RealismReport]]:
+def evaluate_methods(host: Any, seed_bank: Any, rng: np.random.Generator,
+                     methods: tuple[str, ...] | None = None,
+                     config: Any = None) -> dict[str, list[RealismReport]]:
     """Insert the same drawn tumors (same seeds, morphs, centres) with each blending method.
 
     Returns the realism report of every tumor per method, on NumPy hosts. This is

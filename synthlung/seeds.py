@@ -34,7 +34,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -280,7 +280,8 @@ class BankReport:
 
 
 def build_seed_bank(catalog: str | os.PathLike, out: str | os.PathLike, margin_mm: float = 10.0,
-                    min_volume_mm3: float = 30.0, skip_bad: bool = False, progress=None) -> BankReport:
+                    min_volume_mm3: float = 30.0, skip_bad: bool = False,
+                    progress: Callable[[int, int, str], None] | None = None) -> BankReport:
     """Extract the seeds of every labelled case of ``catalog`` (a ``catalog.json``) into the bank ``out``.
 
     Rerunnable: a case already in the bank with the same file hashes and
