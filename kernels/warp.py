@@ -66,9 +66,12 @@ def _bspline(t):
 
 
 def _split(x):
-    """``(floor(x), x - floor(x))``: integer corner and float32 fraction of float64 ``x``."""
+    """``(floor(x), x - floor(x))``: int64 corner and float32 fraction of float64 ``x``.
+
+    The cast matters: on the CUDA target ``math.floor`` of a float returns a float.
+    """
     x0 = math.floor(x)
-    return x0, np.float32(x - x0)
+    return np.int64(x0), np.float32(x - x0)
 
 
 def _lerp(a, b, f):
