@@ -54,11 +54,12 @@ Example, a MONAI training loop (the host bank's lung masks save segmenting)::
     for batch in DataLoader(Dataset(files, train), batch_size=2, num_workers=2):
         ...  # batch["image"], batch["label"]: (B, 1, X, Y, Z)
 
-DataLoader workers are forked processes: if the parent process has already run
-synthlung's CPU kernels, Numba's default GNU OpenMP threading layer terminates
-the forked workers ("fork() called from a process already using GNU OpenMP").
-Then set ``NUMBA_THREADING_LAYER=forksafe`` (or install ``tbb``) before
-starting, or pass ``multiprocessing_context="spawn"`` to the DataLoader.
+DataLoader workers are forked by default. Numba's GNU OpenMP threads (its
+fastest layer here) cannot run in a process forked after its parent used them,
+e.g. after building the seed bank in the training script. Then start the
+workers with ``DataLoader(..., multiprocessing_context="spawn")`` (or
+``"forkserver"``), as CUDA needs anyway; a transform called in such a forked
+worker raises an error that says so, instead of the worker dying silently.
 
 Or on a CUDA tensor directly (``ct`` a (1, X, Y, Z) MetaTensor on the GPU)::
 
@@ -69,12 +70,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
 from .backend import _is_torch, array_module, asnumpy, like, to_array
-from .errors import InputError
+from .errors import InputError, SynthlungError
 from .hosts import Host, make_host
 from .insert import TUMOR_CLASS
 from .seeds import SeedBank
@@ -124,6 +126,29 @@ except ImportError:
         def __init__(self, keys: Any, allow_missing_keys: bool = False):
             self.keys: tuple[Hashable, ...] = tuple(keys)
             self.allow_missing_keys = allow_missing_keys
+
+
+_FORKED_AFTER_OPENMP = False
+
+
+def _note_fork() -> None:
+    """In a forked child: remember whether the parent had started Numba's GNU OpenMP threads."""
+    global _FORKED_AFTER_OPENMP
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    _FORKED_AFTER_OPENMP = bool(parallel is not None and parallel._is_initialized
+                                and parallel._threading_layer == "omp")
+
+
+os.register_at_fork(after_in_child=_note_fork)
+
+
+def _check_cpu_threads(arr: Any) -> None:
+    """Refuse, with a clear message, CPU work that GNU OpenMP would kill this forked process for."""
+    if _FORKED_AFTER_OPENMP and array_module(arr) is np:
+        raise SynthlungError(
+            "this process was forked after its parent ran synthlung's CPU kernels on GNU OpenMP "
+            "threads, which cannot run in a forked child: start DataLoader workers with "
+            "multiprocessing_context='spawn' (or 'forkserver'), or set NUMBA_THREADING_LAYER=workqueue")
 
 
 class Inserted(NamedTuple):
@@ -252,6 +277,7 @@ class RandInsertTumors(RandomizableTransform):
         if not self._do_transform:
             return unchanged(image, label, self.key)
         arr, channel = _view3d(image, "image")
+        _check_cpu_threads(arr)
         case = synthesize(self.host(image, lungs, label, affine), self.seed_bank, self.generator(), self.config,
                           key=self.key)
         instances = case.instances.array

@@ -207,3 +207,57 @@ def test_cuda_tensor(ct, bank):
     out, label, instances = insert(image, lungs=lungs, affine=ct.image.affine)
     assert out.device == image.device and label.device == image.device and instances.device == image.device
     _check_inserted(label.cpu().numpy(), instances.cpu().numpy(), np.zeros(SHAPE, np.uint8))
+
+
+def _fork_child(image, bank_root, queue):
+    try:
+        RandInsertTumors(bank_root, CONFIG).set_random_state(seed=0)(image.array, affine=image.affine)
+        queue.put("ran")
+    except Exception as exc:  # the message travels back to the parent
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_forked_worker_gets_a_clear_error_not_a_silent_death(ct, bank):
+    """This test process has run parallel kernels; a forked child cannot use GNU OpenMP threads."""
+    import multiprocessing as mp
+    import numba
+    from synthlung.components import label
+    label(np.ones((8, 8, 8), bool))  # make sure this process has started Numba's threads
+    if numba.threading_layer() != "omp":
+        pytest.skip(f"threading layer {numba.threading_layer()} is fork-safe")
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_fork_child, args=(ct.image, str(bank.root), queue))
+    child.start()
+    child.join(120)
+    message = queue.get(timeout=5)
+    assert child.exitcode == 0
+    assert message.startswith("SynthlungError") and "multiprocessing_context='spawn'" in message
+
+
+@pytest.mark.slow
+@needs_monai
+def test_spawned_dataloader_workers_insert_tumors(tmp_path, bank):
+    """The recommended training-loop set-up: DataLoader workers started with spawn."""
+    script = tmp_path / "train.py"
+    script.write_text(f"""
+import numpy as np, torch
+from monai.data import DataLoader, Dataset, MetaTensor
+from synthlung.phantom import chest_phantom
+from synthlung.transforms import RandInsertTumorsd
+
+def item(seed):
+    ph = chest_phantom(shape={SHAPE}, spacing_mm={SPACING}, n_tumors=0, seed=seed)
+    aff = torch.from_numpy(ph.image.affine)
+    return {{"image": MetaTensor(torch.from_numpy(ph.image.array[None].astype(np.float32)), affine=aff),
+             "lungs": MetaTensor(torch.from_numpy(ph.lungs.array[None]), affine=aff)}}
+
+if __name__ == "__main__":
+    t = RandInsertTumorsd({str(bank.root)!r}, lungs_key="lungs").set_random_state(seed=1)
+    loader = DataLoader(Dataset([item(2), item(3), item(4), item(5)], t), batch_size=2, num_workers=2,
+                        multiprocessing_context="spawn")
+    print(sum(int((b["label"] > 0).sum()) > 0 for b in loader))
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "2"
