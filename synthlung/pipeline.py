@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .atomic import append_line, remove_stale_temporaries, write_json
+from .backend import cupy_gpu_available, optional_import
 from .errors import InputError
 from .output_layouts import LAYOUTS
 from .rng import case_key, case_rng
@@ -34,8 +35,10 @@ class GenerateJob:
     seed: int
     layout: str
     config: dict
+    device: str = "cpu"
 
 
+DEVICES = ("cpu", "cuda")
 _BANKS: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 
@@ -56,12 +59,27 @@ HOST_CACHE_SIZE = 2
 def _host(job: GenerateJob, hosts: Any, index: int) -> Any:
     """Host ``index`` of the bank, kept for the next cases of this process (loading and
     the placement zone's distance transform cost more than a whole case)."""
-    key = (job.hosts, index)
+    key = (job.hosts, index, job.device)
     if key not in _HOSTS:
         while len(_HOSTS) >= HOST_CACHE_SIZE:
             _HOSTS.pop(next(iter(_HOSTS)))
-        _HOSTS[key] = hosts[index]
+        host = hosts[index]
+        _HOSTS[key] = host if job.device == "cpu" else host_on_gpu(host)
     return _HOSTS[key]
+
+
+def host_on_gpu(host: Any) -> Any:
+    """The host with every array copied to the GPU once (CuPy), so that whole cases run there."""
+    import dataclasses
+
+    from .backend import optional_import
+    from .volume import Volume
+    cupy = optional_import("cupy", "cuda12", "device='cuda'")
+
+    def move(volume: Any) -> Any:
+        return None if volume is None else Volume(cupy.asarray(volume.array), volume.affine)
+    return dataclasses.replace(host, image=move(host.image), lungs=move(host.lungs), zone=move(host.zone),
+                               distance_mm=move(host.distance_mm), tumors=move(host.tumors))
 
 
 def make_case(job: GenerateJob, index: int) -> dict:
@@ -113,7 +131,6 @@ def _run_local(job: GenerateJob, todo: list[int], workers: int) -> Iterator[dict
 
 
 def _run_dask(job: GenerateJob, todo: list[int], address: str | None, workers: int) -> Iterator[dict]:
-    from .backend import optional_import
     distributed = optional_import("distributed", "dask", "--scheduler dask")
     if address:
         client = distributed.Client(address)
@@ -134,12 +151,15 @@ def _run_dask(job: GenerateJob, todo: list[int], address: str | None, workers: i
 def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed: int = 0,
              workers: int = 1, config: SynthesisConfig | None = None, layout: str = "nnunet",
              resume: bool = False, scheduler: str = "local", address: str | None = None,
-             progress: Callable[[dict], None] | None = None) -> list[dict]:
+             device: str = "cpu", progress: Callable[[dict], None] | None = None) -> list[dict]:
     """Generate cases ``0..n-1`` into ``out``; returns the manifest entries of all finished cases.
 
     ``scheduler`` is ``"local"`` (a process pool of ``workers``; 1 runs in this
     process) or ``"dask"`` (a ``distributed`` cluster at ``address``, or a local
-    one). Without ``resume`` an ``out`` that already holds a manifest is an error.
+    one). ``device="cuda"`` makes each case on the GPU (CuPy; extra ``cuda12``),
+    each host copied there once per worker; GPU and CPU cases are not bit-identical
+    (the float kernels agree to a tolerance, and noise is drawn on the device).
+    Without ``resume`` an ``out`` that already holds a manifest is an error.
     """
     if layout not in LAYOUTS:
         raise InputError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
@@ -147,6 +167,11 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
         raise InputError(f"scheduler {scheduler!r}: expected local or dask")
     if n < 0:
         raise InputError(f"n={n}: the number of cases must be >= 0")
+    if device not in DEVICES:
+        raise InputError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
+    if device == "cuda" and not cupy_gpu_available():
+        optional_import("cupy", "cuda12", "device='cuda'")
+        raise InputError("device='cuda': CuPy is installed but finds no usable CUDA GPU")
     hosts, seeds = str(Path(hosts).resolve()), str(Path(seeds).resolve())
     host_bank, seed_bank = _banks(hosts, seeds)  # bad bank paths fail here, before anything is written
     if len(host_bank) == 0 or len(seed_bank) == 0:
@@ -159,9 +184,9 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
     config = config or SynthesisConfig()
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
-    job = GenerateJob(hosts, seeds, str(out.resolve()), int(seed), layout, config.to_dict())
+    job = GenerateJob(hosts, seeds, str(out.resolve()), int(seed), layout, config.to_dict(), device)
     run_info = {"n": n, "seed": seed, "layout": layout, "config": config.to_dict(),
-                "hosts": job.hosts, "seeds": job.seeds}
+                "hosts": job.hosts, "seeds": job.seeds, "device": device}
     _check_same_run(out, run_info, resume)
     todo = [i for i in range(n) if i not in done]
     runner = (_run_dask(job, todo, address, workers) if scheduler == "dask"

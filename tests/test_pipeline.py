@@ -105,3 +105,22 @@ def test_dask_scheduler_gives_the_same_files(banks, tmp_path):
     assert local.keys() == dask.keys()
     # run.json names the scheduler-independent settings only, so every file matches.
     assert local == dask
+
+
+def test_cuda_device_without_a_gpu_is_a_clear_error(banks, tmp_path):
+    from synthlung.backend import cupy_gpu_available
+    if cupy_gpu_available():
+        pytest.skip("a GPU is present")
+    hosts, seeds = banks
+    status = main(["generate", "--hosts", str(hosts), "--seeds", str(seeds), "--n", "1",
+                   "--out", str(tmp_path / "g"), "--device", "cuda"])
+    assert status == 1 and not (tmp_path / "g").exists()
+
+
+@pytest.mark.gpu
+def test_cuda_device_makes_cases_from_the_same_draws(banks, tmp_path):
+    hosts, seeds = banks
+    cpu = generate(hosts, seeds, 2, tmp_path / "cpu", seed=9)
+    gpu = generate(hosts, seeds, 2, tmp_path / "gpu", seed=9, device="cuda")
+    assert [e["host"] for e in cpu] == [e["host"] for e in gpu]  # the first draw, before any float work
+    assert all(e["tumors_inserted"] >= 1 for e in gpu)

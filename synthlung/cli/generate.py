@@ -23,6 +23,7 @@ def generate(
     resume: bool = typer.Option(False, "--resume", help="Make only the cases missing from the manifest."),
     scheduler: str = typer.Option("local", "--scheduler", help="local (process pool) or dask."),
     address: Optional[str] = typer.Option(None, "--address", help="Dask scheduler address (default: a local cluster)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, or cuda: make each case on the GPU (CuPy)."),
 ) -> None:
     """Generate N synthetic labeled cases: deterministic, atomic, resumable."""
     from ..pipeline import generate as run_generate, read_manifest
@@ -34,7 +35,7 @@ def generate(
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task("cases", total=n, completed=min(already, n))
         entries = run_generate(hosts, seeds, n, out, seed=seed, workers=workers, config=cfg, layout=layout,
-                               resume=resume, scheduler=scheduler, address=address,
+                               resume=resume, scheduler=scheduler, address=address, device=device,
                                progress=lambda _entry: bar.advance(task))
     inserted = sum(e["tumors_inserted"] for e in entries)
     typer.echo(f"{len(entries)} cases, {inserted} tumors inserted, in {out}")
