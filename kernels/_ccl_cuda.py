@@ -102,6 +102,12 @@ def first_voxel(bz, by, bx, bits, shape, bshape):
     return voxel_of(bz, by, bx, k, shape, bshape)
 
 
+@cuda.jit(device=True, inline=True)
+def block_bits(occ, b):
+    """Occupancy word of block b; 0 past the end of the block grid."""
+    return occ[b] if b < occ.size else 0
+
+
 @cuda.jit
 def block_init(mask, occ, lab, shape, bshape):
     """Occupancy word of each block; each non-empty block's label is its own first voxel."""
@@ -129,9 +135,7 @@ def block_merge(occ, lab, shape, bshape, table):
     """Union each block with its 13 backward neighbour blocks where a foreground voxel pair touches."""
     adj = cuda.const.array_like(ADJACENCY)
     b = cuda.grid(1)
-    if b >= occ.size:
-        return
-    bits = occ[b]
+    bits = block_bits(occ, b)
     if bits == 0:
         return
     bz, by, bx, nby, nbx = block_coords(b, shape, bshape)
@@ -156,10 +160,11 @@ def block_merge(occ, lab, shape, bshape, table):
 def block_compress(occ, lab, isroot, shape, bshape):
     """Point each block's label at its root; flag roots (first voxels of components) for the prefix sum."""
     b = cuda.grid(1)
-    if b >= occ.size or occ[b] == 0:
+    bits = block_bits(occ, b)
+    if bits == 0:
         return
     bz, by, bx, nby, nbx = block_coords(b, shape, bshape)
-    me = first_voxel(bz, by, bx, occ[b], shape, bshape)
+    me = first_voxel(bz, by, bx, bits, shape, bshape)
     r = find(lab, me)
     lab[me] = r
     if r == me:
@@ -170,9 +175,7 @@ def block_compress(occ, lab, isroot, shape, bshape):
 def block_label(occ, lab, rank, shape, bshape):
     """Write the canonical number (rank of the root among roots in C order) into the block's foreground."""
     b = cuda.grid(1)
-    if b >= occ.size:
-        return
-    bits = occ[b]
+    bits = block_bits(occ, b)
     if bits == 0:
         return
     bz, by, bx, nby, nbx = block_coords(b, shape, bshape)
