@@ -82,14 +82,31 @@ def host_on_gpu(host: Any) -> Any:
                                distance_mm=move(host.distance_mm), tumors=move(host.tumors))
 
 
+def case_from_key(hosts: Any, seeds: Any, key: list[int], config: SynthesisConfig,
+                  host_of: Callable[[int], Any] | None = None) -> Any:
+    """The case of random key ``(seed, index)``: the host is the first draw of its generator."""
+    rng = case_rng(*key)
+    choice = int(rng.integers(len(hosts)))
+    host = hosts[choice] if host_of is None else host_of(choice)
+    return synthesize(host, seeds, rng, config, key=list(key))
+
+
+def remake(record: dict, hosts: Any, seeds: Any) -> Any:
+    """Make a generated case again from its record and the same host and seed banks."""
+    case = case_from_key(hosts, seeds, record["random_key"], SynthesisConfig.from_dict(record["config"]))
+    if case.record["host"] != record["host"]:
+        raise InputError(f"case {record.get('case')}: the host bank differs from the one it was made from "
+                         f"(host {case.record['host']['id']} drawn, {record['host']['id']} recorded)")
+    return case
+
+
 def make_case(job: GenerateJob, index: int) -> dict:
     """Make and write case ``index``; return its manifest entry. Safe to run in any process."""
     from .io import save
 
     hosts, seeds = _banks(job.hosts, job.seeds)
-    rng = case_rng(job.seed, index)
-    host = _host(job, hosts, int(rng.integers(len(hosts))))
-    case = synthesize(host, seeds, rng, SynthesisConfig.from_dict(job.config), key=case_key(job.seed, index))
+    case = case_from_key(hosts, seeds, case_key(job.seed, index), SynthesisConfig.from_dict(job.config),
+                         host_of=lambda i: _host(job, hosts, i))
     layout = LAYOUTS[job.layout]
     paths = layout.case_paths(Path(job.out), index)
     case.record["case"] = layout.case_name(index)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from synthlung.cli import main
@@ -124,3 +125,17 @@ def test_cuda_device_makes_cases_from_the_same_draws(banks, tmp_path):
     gpu = generate(hosts, seeds, 2, tmp_path / "gpu", seed=9, device="cuda")
     assert [e["host"] for e in cpu] == [e["host"] for e in gpu]  # the first draw, before any float work
     assert all(e["tumors_inserted"] >= 1 for e in gpu)
+
+
+def test_a_case_is_made_again_from_its_record(banks, tmp_path):
+    from synthlung.hosts import HostBank
+    from synthlung.io import load
+    from synthlung.pipeline import remake
+    from synthlung.seeds import SeedBank
+    hosts, seeds = banks
+    generate(hosts, seeds, 2, tmp_path / "r", seed=21)
+    record = json.loads((tmp_path / "r" / "records" / "case_0001.json").read_text())
+    case = remake(record, HostBank.open(hosts), SeedBank.open(seeds))
+    np.testing.assert_array_equal(case.image.array, load(tmp_path / "r" / record["files"]["image"]).array)
+    np.testing.assert_array_equal(case.label.array, load(tmp_path / "r" / record["files"]["label"]).array)
+    assert case.record["tumors"] == record["tumors"]
