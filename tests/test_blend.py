@@ -193,3 +193,17 @@ def test_blend_clips_and_validates():
         blend(host, seed, soft, method="magic")
     with pytest.raises(InputError, match="shape"):
         blend(host, seed[1:], soft)
+
+
+def test_alpha_soft_gain_steepens_the_weight_about_one_half():
+    host = np.full((6, 6, 6), -850.0, np.float32)
+    seed = np.full((6, 6, 6), 40.0, np.float32)
+    soft = np.linspace(0.0, 1.0, 216, dtype=np.float32).reshape(6, 6, 6)
+    raw = blend(host, seed, soft, "alpha", soft_gain=1.0).image
+    np.testing.assert_allclose(raw, host * (1 - soft) + seed * soft, atol=1e-3)
+    steep = blend(host, seed, soft, "alpha").image  # default gain 2
+    w = np.clip(0.5 + 2.0 * (soft - 0.5), 0, 1)
+    np.testing.assert_allclose(steep, host * (1 - w) + seed * w, atol=1e-3)
+    assert (steep[soft >= 0.75] == 40.0).all() and (steep[soft <= 0.25] == -850.0).all()
+    with pytest.raises(InputError, match="soft_gain"):
+        blend(host, seed, soft, "alpha", soft_gain=0.0)
