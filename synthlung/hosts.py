@@ -70,22 +70,28 @@ def placement_zone(image: Volume, lungs: Volume, tumors: Volume | None = None, *
     spacing = lungs.spacing
     if hu.shape != lung.shape:
         raise InputError(f"image shape {hu.shape} differs from lung mask shape {lung.shape}")
+    tumor = None
+    if tumors is not None:
+        tumor = xp.asarray(to_array(tumors.array)) > 0
+        if tumor.shape != lung.shape:
+            raise InputError(f"tumor label shape {tumor.shape} differs from lung mask shape {lung.shape}")
     distance = xp.zeros(lung.shape, dtype=xp.float32)
-    box = bounding_box(lung, pad=(1, 1, 1))
-    if box is not None:
-        distance[box] = distance_mm(lung[box], spacing)
-    dense = lung & (hu > vessel_hu)
+    zone = xp.zeros(lung.shape, dtype=bool)
+    # All of it happens inside the lungs, grown by the vessel margin: work on that box only.
+    box = bounding_box(lung, pad=tuple(int(np.ceil(vessel_margin_mm / s)) + 1 for s in spacing))
+    if box is None:
+        return PlacementZone(lungs.with_array(zone), lungs.with_array(distance))
+    lung_b = lung[box]
+    distance[box] = distance_b = distance_mm(lung_b, spacing)
+    dense = lung_b & (hu[box] > vessel_hu)
     labels, n = label(dense, connectivity=26)
     sizes = xp.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing))
     large = (sizes >= vessel_min_mm3)
     large[0] = False
     excluded = dilate_mm(large[labels], vessel_margin_mm, spacing)
-    if tumors is not None:
-        tumor = xp.asarray(to_array(tumors.array)) > 0
-        if tumor.shape != lung.shape:
-            raise InputError(f"tumor label shape {tumor.shape} differs from lung mask shape {lung.shape}")
-        excluded |= dilate_mm(tumor, tumor_margin_mm, spacing)
-    zone = lung & ~excluded & (distance > min_depth_mm)
+    if tumor is not None:
+        excluded |= dilate_mm(tumor, tumor_margin_mm, spacing)[box]
+    zone[box] = lung_b & ~excluded & (distance_b > min_depth_mm)
     return PlacementZone(lungs.with_array(zone), lungs.with_array(distance))
 
 
