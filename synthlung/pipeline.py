@@ -82,13 +82,25 @@ def host_on_gpu(host: Any) -> Any:
                                distance_mm=move(host.distance_mm), tumors=move(host.tumors))
 
 
+def _draw_host(rng: Any, n_hosts: int) -> int:
+    """The host of a case: always the first draw of the case's generator."""
+    return int(rng.integers(n_hosts))
+
+
 def case_from_key(hosts: Any, seeds: Any, key: list[int], config: SynthesisConfig,
                   host_of: Callable[[int], Any] | None = None) -> Any:
     """The case of random key ``(seed, index)``: the host is the first draw of its generator."""
     rng = case_rng(*key)
-    choice = int(rng.integers(len(hosts)))
+    choice = _draw_host(rng, len(hosts))
     host = hosts[choice] if host_of is None else host_of(choice)
     return synthesize(host, seeds, rng, config, key=list(key))
+
+
+def grouped_by_host(indices: list[int], seed: int, n_hosts: int) -> list[int]:
+    """Case indices ordered by the host each one draws, so that workers reuse loaded hosts
+    (loading a host and its placement zone costs more than a case); the files do not
+    depend on the order."""
+    return sorted(indices, key=lambda i: (_draw_host(case_rng(seed, i), n_hosts), i))
 
 
 def remake(record: dict, hosts: Any, seeds: Any) -> Any:
@@ -205,7 +217,7 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
     run_info = {"n": n, "seed": seed, "layout": layout, "config": config.to_dict(),
                 "hosts": job.hosts, "seeds": job.seeds, "device": device}
     _check_same_run(out, run_info, resume)
-    todo = [i for i in range(n) if i not in done]
+    todo = grouped_by_host([i for i in range(n) if i not in done], job.seed, len(host_bank))
     runner = (_run_dask(job, todo, address, workers) if scheduler == "dask"
               else _run_local(job, todo, workers))
     for entry in runner:

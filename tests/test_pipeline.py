@@ -139,3 +139,13 @@ def test_a_case_is_made_again_from_its_record(banks, tmp_path):
     np.testing.assert_array_equal(case.image.array, load(tmp_path / "r" / record["files"]["image"]).array)
     np.testing.assert_array_equal(case.label.array, load(tmp_path / "r" / record["files"]["label"]).array)
     assert case.record["tumors"] == record["tumors"]
+
+
+def test_cases_are_grouped_by_host_for_the_workers():
+    from synthlung.pipeline import _draw_host, grouped_by_host
+    from synthlung.rng import case_rng
+    order = grouped_by_host(list(range(40)), seed=3, n_hosts=5)
+    assert sorted(order) == list(range(40))
+    hosts = [_draw_host(case_rng(3, i), 5) for i in order]
+    assert hosts == sorted(hosts)  # one run of cases per host
+    assert len(set(hosts)) > 1
