@@ -21,9 +21,8 @@ TUMOR_CLASS = 1
 
 @dataclass
 class InsertResult:
-    """What one insertion changed: the blended region (box voxels) and solver facts."""
+    """What one insertion changed: the blended region's size (voxels) and solver facts."""
 
-    offset: tuple[int, int, int]
     region_voxels: int
     info: dict = field(default_factory=dict)
 
@@ -63,4 +62,4 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
     label[region][tumor] = TUMOR_CLASS
     instances[region][tumor] = instance_id
     info = {"solver_iterations": result.iterations, "relative_residual": result.residual}
-    return InsertResult(tuple(int(o) for o in offset), int(changed.sum()), info)
+    return InsertResult(int(changed.sum()), info)

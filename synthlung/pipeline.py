@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -70,16 +70,10 @@ def _host(job: GenerateJob, hosts: Any, index: int) -> Any:
 
 def host_on_gpu(host: Any) -> Any:
     """The host with every array copied to the GPU once (CuPy), so that whole cases run there."""
-    import dataclasses
-
-    from .backend import optional_import
-    from .volume import Volume
     cupy = optional_import("cupy", "cuda12", "device='cuda'")
-
-    def move(volume: Any) -> Any:
-        return None if volume is None else Volume(cupy.asarray(volume.array), volume.affine)
-    return dataclasses.replace(host, image=move(host.image), lungs=move(host.lungs), zone=move(host.zone),
-                               distance_mm=move(host.distance_mm), tumors=move(host.tumors))
+    tumors = None if host.tumors is None else host.tumors.on(cupy)
+    return replace(host, image=host.image.on(cupy), lungs=host.lungs.on(cupy),
+                   zone=host.zone.on(cupy), distance_mm=host.distance_mm.on(cupy), tumors=tumors)
 
 
 def _draw_host(rng: Any, n_hosts: int) -> int:

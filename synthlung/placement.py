@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .backend import array_module
+from .morphology import ndimage_for
 
 
 JUXTA_MIN_DEPTH = 0.6
@@ -45,11 +46,6 @@ class Placement:
     juxtapleural: bool
     inside_fraction: float
     tries: int
-
-
-def _scalar(x: Any) -> float:
-    """A Python float from a NumPy/CuPy 0-d result (one scalar copy on a GPU)."""
-    return float(x)
 
 
 def box_slices(offset: tuple[int, int, int], shape: tuple[int, ...]) -> tuple[slice, slice, slice]:
@@ -94,8 +90,8 @@ def try_place(mask: Any, centre_in_box: tuple[int, int, int], centre: tuple[int,
     if any(o < 0 or o + s > n for o, s, n in zip(offset, mask.shape, shape)):
         return None, 0.0
     region = box_slices(offset, mask.shape)
-    n_tumor = _scalar(mask.sum())
-    inside = _scalar((mask & lungs[region]).sum()) / max(n_tumor, 1.0)
+    n_tumor = float(mask.sum())
+    inside = float((mask & lungs[region]).sum()) / max(n_tumor, 1.0)
     lo = [max(o - int(g), 0) for o, g in zip(offset, grow)]
     hi = [min(o + s + int(g), n) for o, s, g, n in zip(offset, mask.shape, grow, shape)]
     near = occupied[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
@@ -112,11 +108,7 @@ def try_place(mask: Any, centre_in_box: tuple[int, int, int], centre: tuple[int,
 
 def _dilate_box(mask: Any, grow: np.ndarray) -> Any:
     """Dilate a boolean mask by a box of half-size ``grow`` voxels per axis."""
-    xp = array_module(mask)
-    if xp is np:
-        from scipy import ndimage as ndi
-    else:  # pragma: no cover - GPU only
-        from cupyx.scipy import ndimage as ndi
+    ndi = ndimage_for(array_module(mask))
     return ndi.maximum_filter(mask, size=tuple(2 * int(g) + 1 for g in grow))
 
 
@@ -138,7 +130,7 @@ def sample_placement(mask: Any, centre_in_box: tuple[int, int, int], radius_mm: 
     grow = separation_voxels(spacing_mm, rules.separation_mm)
     for attempt in range(1, rules.max_tries + 1):
         centre = sampler.draw(rng)
-        depth = _scalar(sampler.distance_mm[centre])
+        depth = float(sampler.distance_mm[centre])
         if juxta != (depth < radius_mm) or (juxta and depth < JUXTA_MIN_DEPTH * radius_mm):
             continue
         offset, inside = try_place(mask, centre_in_box, centre, lungs, occupied, grow)

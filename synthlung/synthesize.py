@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .backend import array_module
 from .errors import InputError
 from .insert import TUMOR_CLASS, insert
 from .morph import MorphParams, morph
@@ -106,19 +105,10 @@ class Case:
     record: dict
 
 
-def _on_module(volume: Volume, xp: Any) -> Volume:
-    """``volume`` with its array on the module ``xp`` (explicit copy to the device if needed)."""
-    if array_module(volume.array) is xp:
-        return volume
-    return Volume(xp.asarray(volume.array), volume.affine)
-
-
 def _seed_on(seed: Any, xp: Any) -> Any:
     """A seed whose volumes live on ``xp`` (seeds are read from disk as NumPy)."""
-    if array_module(seed.image.array) is xp:
-        return seed
-    return dataclasses.replace(seed, image=_on_module(seed.image, xp), mask=_on_module(seed.mask, xp),
-                               soft_mask=_on_module(seed.soft_mask, xp))
+    return dataclasses.replace(seed, image=seed.image.on(xp), mask=seed.mask.on(xp),
+                               soft_mask=seed.soft_mask.on(xp))
 
 
 def _centre_in_box(morphed: Any) -> tuple[int, int, int]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, asnumpy
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +58,13 @@ class Volume:
         if tuple(array.shape) != self.shape:
             raise ValueError(f"array shape {tuple(array.shape)} differs from volume shape {self.shape}")
         return Volume(array, self.affine)
+
+    def on(self, xp: Any) -> "Volume":
+        """This volume with its array on module ``xp`` (numpy or cupy); an explicit copy
+        between host and device when it lives elsewhere, else ``self``."""
+        if self.xp is xp:
+            return self
+        return Volume(xp.asarray(self.array) if xp is not np else asnumpy(self.array), self.affine)
 
     def voxel_to_world(self, ijk: Any) -> np.ndarray:
         """World RAS mm of voxel indices ``ijk`` (shape (..., 3))."""

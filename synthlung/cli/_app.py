@@ -1,10 +1,13 @@
 """The typer application, global options, and error reporting as one readable line."""
 from __future__ import annotations
 
+import contextlib
 import sys
+from typing import Callable, Iterator
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .._version import __version__
 from ..errors import SynthlungError
@@ -19,6 +22,26 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True)
 _state = {"debug": False}
+
+
+PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+CaseProgress = Callable[[int, int, str], None]
+
+
+def case_updater(bar: Progress, name: str) -> CaseProgress:
+    """A task on ``bar`` and the ``progress(done, total, case_id)`` callback that moves it."""
+    task = bar.add_task(name, total=None)
+
+    def update(done: int, total: int, case_id: str) -> None:
+        bar.update(task, completed=done, total=total, description=f"{name} {case_id}")
+    return update
+
+
+@contextlib.contextmanager
+def case_progress(name: str) -> Iterator[CaseProgress]:
+    """A transient per-case progress bar on stderr; yields its ``progress`` callback."""
+    with Progress(*PROGRESS_COLUMNS, console=err_console, transient=True) as bar:
+        yield case_updater(bar, name)
 
 
 def _version_callback(value: bool) -> None:

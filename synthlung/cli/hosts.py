@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ._app import app, err_console
+from ._app import app, case_progress, err_console
 
 
 @app.command("hosts")
@@ -18,12 +17,8 @@ def hosts_command(
 ) -> None:
     """Segment the lungs (1 left, 2 right) of every good catalog case and write a host bank."""
     from ..hosts import build_host_bank
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=True) as bar:
-        task = bar.add_task("hosts", total=None)
-        index = build_host_bank(catalog, out, method=method, skip_bad=skip_bad,
-                                progress=lambda done, total, cid: bar.update(
-                                    task, completed=done, total=total, description=f"hosts {cid}"))
+    with case_progress("hosts") as progress:
+        index = build_host_bank(catalog, out, method=method, skip_bad=skip_bad, progress=progress)
     err_console.print(f"{len(index['hosts'])} hosts, {len(index['errors'])} failed -> {out / 'index.json'}",
                       highlight=False)
     for row in index["errors"]:

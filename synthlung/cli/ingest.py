@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from ..datasets.catalog import Catalog
-from ._app import app, err_console
+from ._app import PROGRESS_COLUMNS, app, case_progress, case_updater, err_console
 
 fetch_app = typer.Typer(help="Download public datasets and ingest them.", no_args_is_help=True)
 app.add_typer(fetch_app, name="fetch")
 
-_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
 _FORMAT_HELP = "auto | msd (dataset.json) | folder (X_image/X_label or images/+labels/) | pair (one image)"
 
 
@@ -29,14 +28,6 @@ def _report(catalog: Catalog) -> None:
         raise typer.Exit(code=1)
 
 
-def _case_progress(bar: Progress) -> Callable[[int, int, str], None]:
-    task = bar.add_task("ingest", total=None)
-
-    def update(done: int, total: int, case_id: str) -> None:
-        bar.update(task, completed=done, total=total, description=f"ingest {case_id}")
-    return update
-
-
 @app.command("ingest")
 def ingest_command(
     src: Path = typer.Argument(..., help="Dataset folder, image file or DICOM series folder."),
@@ -48,9 +39,9 @@ def ingest_command(
 ) -> None:
     """Check, measure and catalog a labeled CT dataset (MSD Task06_Lung, a folder, or one pair)."""
     from ..datasets import ingest
-    with Progress(*_COLUMNS, console=err_console, transient=True) as bar:
+    with case_progress("ingest") as progress:
         catalog = ingest(src, out, format=format, canonical=canonical, skip_bad=skip_bad, label=label,
-                         progress=_case_progress(bar))
+                         progress=progress)
     _report(catalog)
 
 
@@ -65,10 +56,10 @@ def fetch_msd_lung_command(
 ) -> None:
     """Download the Decathlon Task06_Lung archive (resumable, md5-checked), unpack and ingest it."""
     from ..datasets.fetch import MSD_LUNG_MD5, MSD_LUNG_URL, fetch_msd_lung
-    with Progress(*_COLUMNS, console=err_console, transient=True) as bar:
+    with Progress(*PROGRESS_COLUMNS, console=err_console, transient=True) as bar:
         download = bar.add_task("download MiB", total=None)
         catalog = fetch_msd_lung(dest, out, url=url or MSD_LUNG_URL, md5=md5 or MSD_LUNG_MD5,
-                                 canonical=canonical, skip_bad=skip_bad, progress=_case_progress(bar),
+                                 canonical=canonical, skip_bad=skip_bad, progress=case_updater(bar, "ingest"),
                                  download_progress=lambda done, total: bar.update(
                                      download, completed=done / 2**20, total=total / 2**20 or None))
     _report(catalog)

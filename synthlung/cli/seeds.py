@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ._app import app, err_console
+from ._app import app, case_progress, err_console
 
 
 @app.command("seeds")
@@ -19,12 +18,8 @@ def seeds_command(
 ) -> None:
     """Cut one seed per connected tumor component (26-connected) out of each labelled case."""
     from ..seeds import SeedBank, build_seed_bank
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task("seeds", total=None)
-        report = build_seed_bank(catalog, out, margin_mm, min_volume_mm3, skip_bad,
-                                 progress=lambda done, total, case: bar.update(
-                                     task, completed=done, total=total, description=f"seeds {case}"))
+    with case_progress("seeds") as progress:
+        report = build_seed_bank(catalog, out, margin_mm, min_volume_mm3, skip_bad, progress=progress)
     for note in report.notes:
         err_console.print(f"note: {note}", highlight=False)
     bank = SeedBank.open(out, create=True)
