@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from synthlung.hosts import make_host
-from synthlung.insert import insert
+from synthlung.synthesis.insertion import insert
 from synthlung.io import load, save
 from synthlung.rng import case_rng
 from synthlung.seeds import SeedBank, extract_seeds
-from synthlung.synthesize import SynthesisConfig, sample_placements, synthesize
+from synthlung.synthesis.case import SynthesisConfig, sample_placements, synthesize
 
 CONFIG = SynthesisConfig(n_tumors=(3,), method="poisson")
 

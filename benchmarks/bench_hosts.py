@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from synthlung.lungseg import segment_lungs
+from synthlung.hosts.lungseg import segment_lungs
 from synthlung.volume import Volume
 
 

@@ -14,10 +14,10 @@ import numpy as np
 
 from synthlung.hosts import make_host
 from synthlung.io import load
-from synthlung.realism import evaluate_methods, rise_distance_mm
+from synthlung.qa.realism import evaluate_methods, rise_distance_mm
 from synthlung.rng import case_rng
 from synthlung.seeds import SeedBank, extract_seeds
-from synthlung.synthesize import BLEND_METHODS, SynthesisConfig
+from synthlung.synthesis.case import BLEND_METHODS, SynthesisConfig
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

@@ -42,7 +42,7 @@ def test_import_needs_only_the_core():
         "import numpy as np, synthlung\n"
         "labels, n = synthlung.label(np.eye(4, dtype=bool)[None], connectivity=6)\n"
         "assert n == 4, n\n"
-        "from synthlung.pipeline import generate\n"
+        "from synthlung.run.offline import generate\n"
         "try:\n"
         "    generate('h', 's', 1, 'o', scheduler='dask')\n"
         "except Exception as e:\n"

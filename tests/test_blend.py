@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthlung.blending import blend, estimate_noise_hu
+from synthlung.synthesis.blending import blend, estimate_noise_hu
 from synthlung.errors import InputError
 from synthlung.kernels import blend as K
 

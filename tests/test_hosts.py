@@ -9,8 +9,8 @@ import pytest
 from synthlung.errors import InputError, MissingExtraError
 from synthlung.hosts import HostBank, build_host_bank, make_host, placement_zone
 from synthlung.kernels import block_mean, lung_refine
-from synthlung.lungseg import lung_summary, segment_lungs
-from synthlung.phantom import chest_phantom
+from synthlung.hosts.lungseg import lung_summary, segment_lungs
+from synthlung.datasets.phantom import chest_phantom
 from synthlung.volume import Volume
 
 
@@ -268,7 +268,7 @@ def test_host_bank_build_open_and_cli(tmp_path, phantom):
 
 
 def test_host_bank_rerun_reuses_unchanged_hosts(tmp_path, phantom, monkeypatch):
-    from synthlung import hosts as hosts_module
+    from synthlung.hosts import bank as hosts_module
     from synthlung.datasets import ingest
     from synthlung.io import save
     save(phantom.image, tmp_path / "src" / "a_image.nii.gz")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from synthlung.errors import InputError
-from synthlung.morph import MorphParams, morph, rotation_from_euler
-from synthlung.seeds import Seed, soft_mask
+from synthlung.synthesis.morphing import MorphParams, morph, rotation_from_euler
+from synthlung.seeds.extraction import Seed, soft_mask
 from synthlung.volume import Volume
 
 

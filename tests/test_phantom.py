@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthlung.phantom import chest_phantom
+from synthlung.datasets.phantom import chest_phantom
 
 
 @pytest.fixture(scope="module")

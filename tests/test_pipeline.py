@@ -15,9 +15,9 @@ import pytest
 
 from synthlung.cli import main
 from synthlung.datasets import ingest
-from synthlung.demo import write_phantom_dataset
+from synthlung.run.demo import write_phantom_dataset
 from synthlung.hosts import build_host_bank
-from synthlung.pipeline import generate, read_manifest
+from synthlung.run.offline import generate, read_manifest
 from synthlung.seeds import build_seed_bank
 
 SMALL = dict(shape=(96, 80, 64), spacing_mm=(3.0, 3.0, 3.5))
@@ -130,7 +130,7 @@ def test_cuda_device_makes_cases_from_the_same_draws(banks, tmp_path):
 def test_a_case_is_made_again_from_its_record(banks, tmp_path):
     from synthlung.hosts import HostBank
     from synthlung.io import load
-    from synthlung.pipeline import remake
+    from synthlung.run.offline import remake
     from synthlung.seeds import SeedBank
     hosts, seeds = banks
     generate(hosts, seeds, 2, tmp_path / "r", seed=21)
@@ -142,7 +142,7 @@ def test_a_case_is_made_again_from_its_record(banks, tmp_path):
 
 
 def test_cases_are_grouped_by_host_for_the_workers():
-    from synthlung.pipeline import _draw_host, grouped_by_host
+    from synthlung.run.offline import _draw_host, grouped_by_host
     from synthlung.rng import case_rng
     order = grouped_by_host(list(range(40)), seed=3, n_hosts=5)
     assert sorted(order) == list(range(40))

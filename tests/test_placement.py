@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthlung.placement import CentreSampler, PlacementRules, sample_placement, try_place
+from synthlung.synthesis.placement import CentreSampler, PlacementRules, sample_placement, try_place
 
 
 def _ball(radius: int) -> np.ndarray:

@@ -7,10 +7,10 @@ from scipy import ndimage as ndi
 
 from synthlung.hosts import make_host
 from synthlung.io import load
-from synthlung.realism import evaluate_methods, rise_distance_mm
+from synthlung.qa.realism import evaluate_methods, rise_distance_mm
 from synthlung.rng import case_rng
 from synthlung.seeds import SeedBank, extract_seeds
-from synthlung.synthesize import SynthesisConfig, synthesize
+from synthlung.synthesis.case import SynthesisConfig, synthesize
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_default_method_realism(chest_host, lung1_bank):
 
 
 def test_juxtapleural_tumors_fit_with_the_default_rules(chest_host, lung1_bank):
-    from synthlung.placement import PlacementRules
+    from synthlung.synthesis.placement import PlacementRules
     config = SynthesisConfig(n_tumors=(2,), placement=PlacementRules(juxtapleural_probability=1.0))
     case = synthesize(chest_host, lung1_bank, case_rng(0, 2), config)
     assert case.record["tumors_inserted"] == 2

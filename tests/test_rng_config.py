@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from synthlung.errors import InputError
-from synthlung.output_layouts import LAYOUTS
+from synthlung.datasets.output_layouts import LAYOUTS
 from synthlung.rng import case_rng
-from synthlung.synthesize import SynthesisConfig
+from synthlung.synthesis.case import SynthesisConfig
 
 
 def test_case_streams_are_reproducible_and_independent():

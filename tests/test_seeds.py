@@ -9,7 +9,8 @@ import pytest
 import synthlung
 from synthlung.cli import main
 from synthlung.errors import InputError
-from synthlung.seeds import SeedBank, build_seed_bank, soft_mask
+from synthlung.seeds import SeedBank, build_seed_bank
+from synthlung.seeds.extraction import soft_mask
 from synthlung.volume import Volume
 
 

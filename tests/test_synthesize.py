@@ -8,10 +8,10 @@ import pytest
 from scipy import ndimage as ndi
 
 from synthlung.hosts import make_host
-from synthlung.phantom import chest_phantom
+from synthlung.datasets.phantom import chest_phantom
 from synthlung.rng import case_rng
 from synthlung.seeds import SeedBank, extract_seeds
-from synthlung.synthesize import BLEND_METHODS, SynthesisConfig, synthesize
+from synthlung.synthesis.case import BLEND_METHODS, SynthesisConfig, synthesize
 
 SMALL = dict(shape=(112, 96, 80), spacing_mm=(2.5, 2.5, 3.0))
 
@@ -73,7 +73,7 @@ def test_same_key_same_case_other_key_other_case(host, seed_bank):
 
 
 def test_nothing_fits_is_recorded_not_looped(host, seed_bank):
-    from synthlung.placement import PlacementRules
+    from synthlung.synthesis.placement import PlacementRules
     config = SynthesisConfig(n_tumors=(2,), placement=PlacementRules(min_inside_fraction=1.01, max_tries=5),
                              seed_draws_per_tumor=2)
     case = synthesize(host, seed_bank, case_rng(0, 0), config)
@@ -104,7 +104,7 @@ def test_noise_matching_measures_the_host_and_adds_noise(host, tmp_path):
 
 def test_realism_measures_edges_halo_and_core():
     """The checks themselves: a blurred edge rises slower, a halo and a core shift are seen."""
-    from synthlung.realism import realism, rise_distance_mm
+    from synthlung.qa.realism import realism, rise_distance_mm
     r = np.indices((48, 48, 48)) - 24
     mask = (r ** 2).sum(0) <= 10 ** 2
     sharp = np.where(mask, 0.0, -800.0)

@@ -1,4 +1,4 @@
-"""synthlung.transforms: tumor insertion inside PyTorch/MONAI training loops."""
+"""synthlung.run.transforms: tumor insertion inside PyTorch/MONAI training loops."""
 from __future__ import annotations
 
 import json
@@ -10,10 +10,10 @@ import pytest
 
 from synthlung.backend import to_array
 from synthlung.errors import InputError
-from synthlung.phantom import chest_phantom
+from synthlung.datasets.phantom import chest_phantom
 from synthlung.seeds import SeedBank, extract_seeds
-from synthlung.synthesize import SynthesisConfig
-from synthlung.transforms import HAVE_MONAI, RandInsertTumors, RandInsertTumorsd
+from synthlung.synthesis.case import SynthesisConfig
+from synthlung.run.transforms import HAVE_MONAI, RandInsertTumors, RandInsertTumorsd
 
 torch = pytest.importorskip("torch")
 needs_monai = pytest.mark.skipif(not HAVE_MONAI, reason="MONAI (extra 'monai') not installed")
@@ -185,7 +185,7 @@ def test_works_without_monai(bank):
         "import sys; sys.modules['monai'] = None\n"
         "import numpy as np\n"
         "from synthlung.seeds import SeedBank\n"
-        "from synthlung import transforms as t\n"
+        "from synthlung.run import transforms as t\n"
         "assert not t.HAVE_MONAI\n"
         f"ins = t.RandInsertTumors(SeedBank.open({str(bank.root)!r})).set_random_state(seed=5)\n"
         "ins.randomize(); print(ins.key)\n"
@@ -243,8 +243,8 @@ def test_spawned_dataloader_workers_insert_tumors(tmp_path, bank):
     script.write_text(f"""
 import numpy as np, torch
 from monai.data import DataLoader, Dataset, MetaTensor
-from synthlung.phantom import chest_phantom
-from synthlung.transforms import RandInsertTumorsd
+from synthlung.datasets.phantom import chest_phantom
+from synthlung.run.transforms import RandInsertTumorsd
 
 def item(seed):
     ph = chest_phantom(shape={SHAPE}, spacing_mm={SPACING}, n_tumors=0, seed=seed)

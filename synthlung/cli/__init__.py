@@ -1,12 +1,13 @@
 """The ``synthlung`` command. Each area adds its subcommands in a module of this package."""
 from __future__ import annotations
 
-from ._app import app, main
-
 # Subcommand modules register themselves on ``app`` when imported; one line each.
-from . import generate  # noqa: E402,F401
-from . import hosts  # noqa: E402,F401
-from . import ingest  # noqa: E402,F401
-from . import seeds  # noqa: E402,F401
+from . import (
+    generate_cmd,  # noqa: E402,F401
+    hosts_cmd,  # noqa: E402,F401
+    ingest_cmd,  # noqa: E402,F401
+    seeds_cmd,  # noqa: E402,F401
+)
+from ._app import app, main
 
 __all__ = ["app", "main"]

@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..atomic import read_json_index
 from ..errors import InputError
+from ..io.atomic import read_json_index
 
 SCHEMA_VERSION = 1
 CATALOG_NAME = "catalog.json"

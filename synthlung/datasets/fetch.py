@@ -15,7 +15,7 @@ from typing import Callable
 
 from ..errors import InputError, SynthlungError
 from .catalog import Catalog
-from .ingest import Progress, ingest
+from .ingestion import Progress, ingest
 
 # The address and md5 MONAI's DecathlonDataset pins for Task06_Lung.
 MSD_LUNG_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task06_Lung.tar"

@@ -6,10 +6,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..atomic import atomic_path
 from ..backend import asnumpy
 from ..errors import InputError
 from ..volume import Volume
+from .atomic import atomic_path
 from .hu import rescale
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import nrrd
 import numpy as np
 
-from ..atomic import atomic_path
 from ..backend import asnumpy
 from ..errors import InputError
 from ..volume import Volume
+from .atomic import atomic_path
 
 _SPACES = {
     "right-anterior-superior": "RAS", "ras": "RAS",

@@ -27,9 +27,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backend import array_module, asnumpy, dispatch
-from .errors import InputError
-from .volume import Volume
+from ..backend import array_module, asnumpy, dispatch
+from ..errors import InputError
+from ..volume import Volume
 
 __all__ = ["MorphParams", "MorphedSeed", "morph"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from .backend import asnumpy, optional_import
-from .errors import InputError
-from .volume import Volume
+from ..backend import asnumpy, optional_import
+from ..errors import InputError
+from ..volume import Volume
 
 # lungmask labels: 1 right lung, 2 left lung; synthlung: 1 left, 2 right.
 _TO_SYNTHLUNG = np.array([0, 2, 1], dtype=np.uint8)

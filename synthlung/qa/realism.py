@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from .morphology import signed_distance_mm
+from ..morphology import signed_distance_mm
 
 
 def core_mask(mask: np.ndarray) -> np.ndarray:
@@ -108,9 +108,9 @@ def evaluate_methods(host: Any, seed_bank: Any, rng: np.random.Generator,
     Returns the realism report of every tumor per method, on NumPy hosts. This is
     how the default method was chosen (see ``benchmarks/RESULTS.md``).
     """
-    from .insert import insert
-    from .placement import box_slices
-    from .synthesize import BLEND_METHODS, SynthesisConfig, sample_placements
+    from ..synthesis.case import BLEND_METHODS, SynthesisConfig, sample_placements
+    from ..synthesis.insertion import insert
+    from ..synthesis.placement import box_slices
 
     config = config or SynthesisConfig()
     planned, _ = sample_placements(host, seed_bank, rng, config)

@@ -17,10 +17,17 @@ import numpy as np
 
 from .. import io as sio
 from .._version import __version__
-from ..atomic import write_json
 from ..errors import InputError
+from ..io.atomic import write_json
 from ..volume import Volume
-from .catalog import (CATALOG_NAME, Catalog, CaseRecord, catalog_relpath, load_catalog, sha256_of)
+from .catalog import (
+    CATALOG_NAME,
+    CaseRecord,
+    Catalog,
+    catalog_relpath,
+    load_catalog,
+    sha256_of,
+)
 from .layouts import CaseSpec, discover
 
 GRID_TOL_MM = 1e-3

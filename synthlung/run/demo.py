@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .io import save
-from .phantom import chest_phantom
+from ..datasets.phantom import chest_phantom
+from ..io import save
 
 DONOR_SEEDS = (11, 12)
 HOST_SEEDS = (21, 22)
@@ -20,7 +20,7 @@ HOST_SEEDS = (21, 22)
 def write_phantom_dataset(folder: Path, **phantom_kw) -> Path:
     """Write donor (labeled) and host (unlabeled) phantom scans as a generic image/label folder.
 
-    ``phantom_kw`` (shape, spacing_mm) go to :func:`synthlung.phantom.chest_phantom`.
+    ``phantom_kw`` (shape, spacing_mm) go to :func:`synthlung.datasets.phantom.chest_phantom`.
     """
     folder.mkdir(parents=True, exist_ok=True)
     for s in DONOR_SEEDS:
@@ -36,11 +36,11 @@ def write_phantom_dataset(folder: Path, **phantom_kw) -> Path:
 def run_demo(out: str | Path, n_cases: int = 4, seed: int = 0, workers: int = 1,
              say: Callable[[str], None] = print) -> list[Path]:
     """Run ingest -> seeds -> hosts -> generate -> preview under ``out``; returns the preview PNGs."""
-    from .datasets import ingest
-    from .hosts import build_host_bank
-    from .pipeline import generate
-    from .preview import preview
-    from .seeds import build_seed_bank
+    from ..datasets import ingest
+    from ..hosts import build_host_bank
+    from ..qa.preview import preview
+    from ..seeds import build_seed_bank
+    from .offline import generate
 
     out = Path(out)
     data = write_phantom_dataset(out / "phantom")

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module, resolve_backend
-from .errors import InputError
-from .morphology import distance_mm, ndimage_for
-from .kernels import blend as _kernel
+from ..backend import array_module, resolve_backend
+from ..errors import InputError
+from ..kernels import blend as _kernel
+from ..morphology import distance_mm, ndimage_for
 
 METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
 

@@ -17,7 +17,7 @@ Inputs and outputs:
   would give tumors of the wrong size.
 * ``label`` (optional): the CT's own tumors, kept as they are (values and
   dtype) and kept out of the placement zone; inserted tumors are written as
-  :data:`synthlung.insert.TUMOR_CLASS` (1). Without a label, a uint8 0/1 map.
+  :data:`synthlung.synthesis.insertion.TUMOR_CLASS` (1). Without a label, a uint8 0/1 map.
 * ``lungs`` (optional): a precomputed lung mask in the image's grid (e.g. a
   host bank's ``lungs/<id>.nii.gz``); without it the lungs are segmented on
   every call (:func:`synthlung.segment_lungs`), which raises ``InputError``
@@ -41,7 +41,7 @@ Example, a MONAI training loop (the host bank's lung masks save segmenting)::
 
     from monai.data import DataLoader, Dataset
     from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityRanged
-    from synthlung.transforms import RandInsertTumorsd
+    from synthlung.run.transforms import RandInsertTumorsd
 
     files = [{"image": "ct_0001.nii.gz", "label": "ct_0001_label.nii.gz",
               "lungs": "hosts/lungs/ct_0001.nii.gz"}]
@@ -75,13 +75,13 @@ from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
-from .backend import _is_torch, array_module, asnumpy, like, to_array
-from .errors import InputError, SynthlungError
-from .hosts import Host, make_host
-from .insert import TUMOR_CLASS
-from .seeds import SeedBank
-from .synthesize import SynthesisConfig, synthesize
-from .volume import Volume
+from ..backend import _is_torch, array_module, asnumpy, like, to_array
+from ..errors import InputError, SynthlungError
+from ..hosts import Host, make_host
+from ..seeds import SeedBank
+from ..synthesis.case import SynthesisConfig, synthesize
+from ..synthesis.insertion import TUMOR_CLASS
+from ..volume import Volume
 
 __all__ = ["HAVE_MONAI", "Inserted", "RandInsertTumors", "RandInsertTumorsd", "unchanged"]
 
@@ -226,7 +226,7 @@ class RandInsertTumors(RandomizableTransform):
     """Insert tumors drawn from a seed bank into a CT, with probability ``prob``.
 
     ``seed_bank``: a :class:`~synthlung.seeds.SeedBank` or the path of one.
-    ``config``: a :class:`~synthlung.synthesize.SynthesisConfig` (or a mapping of
+    ``config``: a :class:`~synthlung.synthesis.case.SynthesisConfig` (or a mapping of
     its options). ``zone_kw``: options of :func:`synthlung.placement_zone` (mm, HU).
     Calling returns ``(image, label, instances)`` and keeps the case record in
     ``last_record``; :meth:`apply` returns all four as :class:`Inserted` (types

@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module
-from .morphology import ndimage_for
-
+from ..backend import array_module
+from ..morphology import ndimage_for
 
 JUXTA_MIN_DEPTH = 0.6
 """Shallowest juxtapleural centre, in tumor radii from the lung boundary."""

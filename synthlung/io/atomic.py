@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import InputError
+from ..errors import InputError
 
 
 @contextlib.contextmanager

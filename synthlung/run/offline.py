@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .atomic import append_line, remove_stale_temporaries, write_json
-from .backend import cupy_gpu_available, optional_import
-from .errors import InputError
-from .output_layouts import LAYOUTS
-from .rng import case_key, case_rng
-from .synthesize import SynthesisConfig, synthesize
+from ..backend import cupy_gpu_available, optional_import
+from ..datasets.output_layouts import LAYOUTS
+from ..errors import InputError
+from ..io.atomic import append_line, remove_stale_temporaries, write_json
+from ..rng import case_key, case_rng
+from ..synthesis.case import SynthesisConfig, synthesize
 
 MANIFEST = "manifest.jsonl"
 
@@ -46,8 +46,8 @@ def _banks(hosts: str, seeds: str) -> tuple[Any, Any]:
     """The host and seed banks at these paths, opened once per process and reused."""
     key = (hosts, seeds)
     if key not in _BANKS:
-        from .hosts import HostBank
-        from .seeds import SeedBank
+        from ..hosts import HostBank
+        from ..seeds import SeedBank
         _BANKS[key] = (HostBank.open(hosts), SeedBank.open(seeds))
     return _BANKS[key]
 
@@ -108,7 +108,7 @@ def remake(record: dict, hosts: Any, seeds: Any) -> Any:
 
 def make_case(job: GenerateJob, index: int) -> dict:
     """Make and write case ``index``; return its manifest entry. Safe to run in any process."""
-    from .io import save
+    from ..io import save
 
     hosts, seeds = _banks(job.hosts, job.seeds)
     case = case_from_key(hosts, seeds, case_key(job.seed, index), SynthesisConfig.from_dict(job.config),

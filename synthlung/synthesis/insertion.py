@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module
+from ..backend import array_module
 from .blending import blend
 from .placement import box_slices
 
@@ -46,8 +46,8 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
 
     ``image``, ``label`` (uint8 class map) and ``instances`` (uint16 instance ids)
     are host arrays (NumPy or CuPy, all on one device) updated in place; ``morphed``
-    is a :class:`synthlung.morph.MorphedSeed` on the same device and host lattice.
-    ``method`` and ``blend_options`` go to :func:`synthlung.blending.blend`;
+    is a :class:`synthlung.synthesis.morphing.MorphedSeed` on the same device and host lattice.
+    ``method`` and ``blend_options`` go to :func:`synthlung.synthesis.blending.blend`;
     ``noise_hu`` is the host's lung noise std (HU) to match, or ``None``.
     """
     region = box_slices(offset, morphed.image.shape)

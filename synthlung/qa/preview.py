@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import InputError
+from ..errors import InputError
+from ..io.atomic import atomic_path
 
 LUNG_WINDOW = (-1350.0, 150.0)
 """Display range in HU: the lung window (level -600, width 1500)."""
@@ -51,7 +51,7 @@ def preview(case: str | Path, out: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import load
+    from ..io import load
 
     image_path, label_path, record = _case_files(Path(case))
     image = load(image_path, canonical=True)

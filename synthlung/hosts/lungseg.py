@@ -55,12 +55,12 @@ from typing import Any
 
 import numpy as np
 
-from .backend import array_module, asnumpy, dispatch, to_array
-from .components import component_stats, label
-from .errors import InputError
-from .morphology import bounding_box, dilate_mm, distance_mm, ndimage_for
-from .kernels import block_mean, lung_refine
-from .volume import Volume
+from ..backend import array_module, asnumpy, dispatch, to_array
+from ..components import component_stats, label
+from ..errors import InputError
+from ..kernels import block_mean, lung_refine
+from ..morphology import bounding_box, dilate_mm, distance_mm, ndimage_for
+from ..volume import Volume
 
 LEFT, RIGHT = 1, 2
 
@@ -401,7 +401,7 @@ def segment_lungs(volume: Volume, method: str = "threshold", backend: str | None
     """
     name = name or "the volume"
     if method == "lungmask":
-        from .lungmask_host import segment_lungs_lungmask
+        from .lungmask_model import segment_lungs_lungmask
         out = segment_lungs_lungmask(volume, name)
     elif method == "threshold":
         out = _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, solid_hu,
@@ -418,7 +418,7 @@ def segment_lungs(volume: Volume, method: str = "threshold", backend: str | None
 def _segment_threshold(volume, backend, name, air_hu, gas_hu, max_gas_fraction, solid_hu, max_mottled_fraction,
                        coarse_mm, closing_mm, pleural_mm, airway_wall_mm, max_airway_ml, min_lung_ml,
                        top_tolerance_mm, steps) -> Volume:
-    from .io.hu import check_hu
+    from ..io.hu import check_hu
     hu = to_array(volume.array)
     xp = array_module(hu)
     ndi = ndimage_for(xp)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .volume import Volume
+from ..volume import Volume
 
 _LEFT = -1.0  # sign of world x on the patient's left in RAS+ (x grows toward the Right)
 

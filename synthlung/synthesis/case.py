@@ -13,12 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .errors import InputError
-from .insert import TUMOR_CLASS, insert
-from .morph import MorphParams, morph
-from .placement import CentreSampler, Placement, PlacementRules, box_slices, sample_placement
-from .volume import Volume
+from .._version import __version__
+from ..errors import InputError
+from ..volume import Volume
+from .insertion import TUMOR_CLASS, insert
+from .morphing import MorphParams, morph
+from .placement import (
+    CentreSampler,
+    Placement,
+    PlacementRules,
+    box_slices,
+    sample_placement,
+)
 
 BLEND_METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
 
@@ -29,8 +35,8 @@ class SynthesisConfig:
 
     ``n_tumors``/``n_tumors_weights``: the choices of tumor count and their relative
     weights (default 1, 2 or 3 with equal odds). ``morph``: keyword ranges for
-    :meth:`synthlung.morph.MorphParams.sample`. ``blend``: keyword options for
-    :func:`synthlung.blending.blend` besides the method. ``noise_match``: add
+    :meth:`synthlung.synthesis.morphing.MorphParams.sample`. ``blend``: keyword options for
+    :func:`synthlung.synthesis.blending.blend` besides the method. ``noise_match``: add
     noise so the inserted tumor's noise std matches the host lung's.
     """
 
@@ -170,8 +176,8 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
 def host_lung_noise_hu(host: Any) -> float:
     """The host lung's noise std (HU), measured once and kept in ``host.record``."""
     if "lung_noise_hu" not in host.record:
+        from ..morphology import bounding_box
         from .blending import estimate_noise_hu
-        from .morphology import bounding_box
         lungs = host.lungs.array > 0
         box = bounding_box(lungs)
         if box is None:

@@ -5,7 +5,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from ._app import app
 
@@ -26,8 +32,9 @@ def generate(
     device: str = typer.Option("cpu", "--device", help="cpu, or cuda: make each case on the GPU (CuPy)."),
 ) -> None:
     """Generate N synthetic labeled cases: deterministic, atomic, resumable."""
-    from ..pipeline import generate as run_generate, read_manifest
-    from ..synthesize import SynthesisConfig
+    from ..run.offline import generate as run_generate
+    from ..run.offline import read_manifest
+    from ..synthesis.case import SynthesisConfig
 
     cfg = SynthesisConfig.from_yaml(config) if config else SynthesisConfig()
     already = len(read_manifest(out)) if resume else 0
@@ -47,7 +54,7 @@ def preview(
     out: Path = typer.Option(..., "--out", help="PNG file to write."),
 ) -> None:
     """Axial, coronal and sagittal slices through each inserted tumor (lung window, label contour)."""
-    from ..preview import preview as run_preview
+    from ..qa.preview import preview as run_preview
 
     typer.echo(str(run_preview(case, out)))
 
@@ -60,6 +67,6 @@ def demo(
     workers: int = typer.Option(1, "--workers", help="Worker processes."),
 ) -> None:
     """The whole pipeline on the built-in chest phantom: seeds, hosts, synthetic cases, previews."""
-    from ..demo import run_demo
+    from ..run.demo import run_demo
 
     run_demo(out, n_cases=n, seed=seed, workers=workers, say=typer.echo)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import write_json
+from ..io.atomic import write_json
 
 LABELS = {"background": 0, "tumor": 1}
 

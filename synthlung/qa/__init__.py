@@ -1,0 +1,1 @@
+"""Quality checks: realism measures (:mod:`.realism`) and preview images (:mod:`.preview`)."""

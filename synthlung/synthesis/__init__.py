@@ -1,0 +1,2 @@
+"""Synthesis: morph a seed (:mod:`.morphing`), find it a place (:mod:`.placement`), blend it in
+(:mod:`.blending`, :mod:`.insertion`), and make a whole case (:mod:`.case`)."""
