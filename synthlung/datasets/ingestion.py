@@ -18,7 +18,8 @@ import numpy as np
 from .. import io as sio
 from .._version import __version__
 from ..errors import InputError
-from ..io.atomic import write_json
+from ..io.atomic import remove_stale_temporaries, write_json
+from ..io.folder_lock import folder_lock
 from ..volume import Volume
 from .catalog import (
     CATALOG_NAME,
@@ -136,7 +137,10 @@ def ingest(src: str | os.PathLike, out: str | os.PathLike, format: str = "auto",
     :class:`InputError` naming the file and the problem, and no catalog is
     written; with ``skip_bad`` it is recorded in the case's ``errors`` and the
     rest go on (check ``catalog.failed``). ``progress(done, total, case_id)``
-    is called before each case and once at the end.
+    is called before each case and once at the end. ``out`` is locked for the
+    run (one writer per folder: a second one gets
+    :class:`~synthlung.errors.BusyError`); temporaries a killed run left there
+    are removed.
     """
     src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))
     fmt, specs = discover(src, format, None if label is None else Path(os.path.abspath(label)))
@@ -144,6 +148,14 @@ def ingest(src: str | os.PathLike, out: str | os.PathLike, format: str = "auto",
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise InputError(f"{src}: several cases share the id(s) {', '.join(dup)}")
+    with folder_lock(out, "ingest"):
+        remove_stale_temporaries(out, out / "images", out / "labels")
+        return _ingest_all(specs, src, out, fmt, canonical, skip_bad, progress)
+
+
+def _ingest_all(specs: list[CaseSpec], src: Path, out: Path, fmt: str, canonical: bool, skip_bad: bool,
+                progress: Progress | None) -> Catalog:
+    """The body of :func:`ingest`, run while holding ``out``'s writer lock."""
     previous = _previous(out)
     prev_cases = {c.id: c for c in previous.cases} if previous else {}
     was_canonical = bool(previous and previous.canonical)

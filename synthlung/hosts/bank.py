@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from ..backend import asnumpy
-from ..io.atomic import read_json_index
+from ..errors import SynthlungError
+from ..io.atomic import read_json_index, remove_stale_temporaries, write_json
+from ..io.folder_lock import folder_lock
 from .host import Host, make_host
 from .lungseg import lung_summary, segment_lungs
 
@@ -72,13 +74,20 @@ def build_host_bank(catalog: str | os.PathLike, out: str | os.PathLike, *, metho
     rewritten (atomically) after every case.
     ``skip_bad``: a case that fails (no lungs, bad volume, unreadable) is recorded
     in ``errors`` and the rest go on; otherwise the first failure raises.
-    ``progress(done, total, case_id)`` is called after each case.
+    ``progress(done, total, case_id)`` is called after each case. The bank
+    folder is locked for the run (a second writer gets
+    :class:`~synthlung.errors.BusyError`); temporaries a killed run left are removed.
     """
-    from ..errors import SynthlungError
-    from ..io.atomic import write_json
     cat_path, cases = _catalog_cases(catalog)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "hosts"):
+        remove_stale_temporaries(out, out / "lungs")
+        return _segment_all(cat_path, cases, out, method, skip_bad, progress)
+
+
+def _segment_all(cat_path: Path, cases: list[dict[str, Any]], out: Path, method: str, skip_bad: bool,
+                 progress) -> dict[str, Any]:
+    """The body of :func:`build_host_bank`, run while holding the bank's writer lock."""
     previous = {}
     if (out / INDEX_NAME).is_file():
         previous = {h["id"]: h for h in read_json_index(out / INDEX_NAME, "host bank index", SCHEMA_VERSION)["hosts"]}

@@ -25,7 +25,8 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
-from ..io.atomic import atomic_path, read_json_index, write_json
+from ..io.atomic import atomic_path, read_json_index, remove_stale_temporaries, write_json
+from ..io.folder_lock import folder_lock
 from ..volume import Volume
 from .extraction import Seed, extract_seeds, seed_params
 
@@ -157,11 +158,21 @@ def build_seed_bank(catalog: str | os.PathLike, out: str | os.PathLike, margin_m
     parameters is not redone. Unlabelled and failed-ingest cases are skipped
     with a note. A case that cannot be read raises, or with ``skip_bad`` is
     noted and left out. ``progress(done, total, case_id)`` is called per case.
+    The bank folder is locked for the run (a second writer gets
+    :class:`~synthlung.errors.BusyError`); temporaries a killed run left are removed.
     """
     from ..datasets import load_catalog
-    from ..io import load
     cases = load_catalog(catalog).cases
-    bank = SeedBank.open(out, create=True)
+    with folder_lock(out, "seeds"):
+        remove_stale_temporaries(out, Path(out) / "seeds")
+        return _extract_all(cases, SeedBank.open(out, create=True), margin_mm, min_volume_mm3, skip_bad,
+                            progress)
+
+
+def _extract_all(cases: list, bank: SeedBank, margin_mm: float, min_volume_mm3: float, skip_bad: bool,
+                 progress: Callable[[int, int, str], None] | None) -> BankReport:
+    """The body of :func:`build_seed_bank`, run while holding the bank's writer lock."""
+    from ..io import load
     params = seed_params(margin_mm, min_volume_mm3)
     report = BankReport([], [], [], [], [])
     for k, case in enumerate(cases):
@@ -176,7 +187,7 @@ def build_seed_bank(catalog: str | os.PathLike, out: str | os.PathLike, margin_m
             report.reused.append(case.id)
             continue
         try:
-            seeds = extract_seeds(load(case.image_path()), load(case.label_path()), margin_mm,
+            seeds = extract_seeds(load(case.image_path()), load(case.label_path(), check_units=False), margin_mm,
                                   min_volume_mm3, case_id=case.id, source=source)
         except InputError as exc:
             if not skip_bad:
