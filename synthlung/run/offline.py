@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..backend import cupy_gpu_available, optional_import
+from ..datasets.catalog import sha256_of
 from ..datasets.output_layouts import LAYOUTS
 from ..errors import InputError
 from ..io.atomic import append_line, atomic_path, remove_stale_temporaries, write_json
@@ -220,6 +221,9 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
     one). ``device="cuda"`` makes each case on the GPU (CuPy; extra ``cuda12``),
     each host copied there once per worker; GPU and CPU cases are not bit-identical
     (the float kernels agree to a tolerance, and noise is drawn on the device).
+    Both banks are verified first (every file against the sha256 its index
+    recorded) and ``run.json`` records the hash of each bank's index, so that a
+    ``resume`` with a bank changed since the first run is refused.
     Without ``resume`` an ``out`` that already holds a manifest is an error;
     ``resume`` first drops a torn manifest line. ``out`` is locked for the run
     (a second writer gets :class:`~synthlung.errors.BusyError`), temporaries a
@@ -238,9 +242,13 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
         optional_import("cupy", "cuda12", "device='cuda'")
         raise InputError("device='cuda': CuPy is installed but finds no usable CUDA GPU")
     hosts, seeds = str(Path(hosts).resolve()), str(Path(seeds).resolve())
+    _BANKS.clear()   # this process may hold banks (and hosts) of an earlier run that have changed since
+    _HOSTS.clear()
     host_bank, seed_bank = _banks(hosts, seeds)  # bad bank paths fail here, before anything is written
     if len(host_bank) == 0 or len(seed_bank) == 0:
         raise InputError(f"nothing to generate from: {len(host_bank)} hosts in {hosts}, {len(seed_bank)} seeds in {seeds}")
+    host_bank.verify()
+    seed_bank.verify()
     out = Path(out)
     config = config or SynthesisConfig()
     with folder_lock(out, "generate"):
@@ -251,7 +259,9 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
         remove_stale_temporaries(out, *(p for p in out.iterdir() if p.is_dir()))
         job = GenerateJob(hosts, seeds, str(out.resolve()), int(seed), layout, config.to_dict(), device)
         run_info = {"n": n, "seed": seed, "layout": layout, "config": config.to_dict(),
-                    "hosts": job.hosts, "seeds": job.seeds, "device": device}
+                    "hosts": job.hosts, "seeds": job.seeds, "device": device,
+                    "hosts_index_sha256": sha256_of(Path(hosts) / "index.json"),
+                    "seeds_index_sha256": sha256_of(Path(seeds) / "index.json")}
         _check_same_run(out, run_info, resume)
         todo = grouped_by_host([i for i in range(n) if i not in done], job.seed, len(host_bank))
         runner = (_run_dask(job, todo, address, workers) if scheduler == "dask"
@@ -282,5 +292,7 @@ def _check_same_run(out: Path, run_info: dict, resume: bool) -> None:
         before = json.loads(path.read_text())
         changed = sorted(k for k in run_info if k != "n" and before.get(k) != run_info[k])
         if changed:
-            raise InputError(f"{out}: --resume with settings that differ from the first run: {', '.join(changed)}")
+            raise InputError(f"{out}: --resume with settings that differ from the first run: {', '.join(changed)}"
+                             + (" (a bank changed since then)" if any(k.endswith("_index_sha256") for k in changed)
+                                else ""))
     write_json(path, run_info)
