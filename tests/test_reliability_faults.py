@@ -1,10 +1,12 @@
 """Faults and concurrency: one writer per folder, stale locks, leftovers, torn manifests,
-orphaned workers, file modes, disk full, one-line errors whatever stderr is."""
+orphaned workers, file modes, disk full, one-line errors whatever stderr is, banks
+changed behind the pipeline's back."""
 from __future__ import annotations
 
 import json
 import os
 import resource
+import shutil
 import signal
 import stat
 import subprocess
@@ -12,17 +14,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from _casegen import small_case
+from synthlung import load, save
 from synthlung.cli import main
 from synthlung.datasets import ingest
 from synthlung.errors import BusyError, InputError
-from synthlung.hosts import build_host_bank
+from synthlung.hosts import HostBank, build_host_bank
 from synthlung.io.folder_lock import LOCK_NAME, folder_lock
 from synthlung.run.demo import write_phantom_dataset
 from synthlung.run.offline import MANIFEST, generate
-from synthlung.seeds import build_seed_bank
+from synthlung.seeds import SeedBank, build_seed_bank
 
 SMALL = dict(shape=(96, 80, 64), spacing_mm=(3.0, 3.0, 3.5))
 
@@ -206,3 +210,61 @@ def test_bad_run_numbers_are_refused(built, tmp_path, capsys, option, value, mes
     assert not out.exists(), "nothing is written for a refused run"
     with pytest.raises(InputError, match="seed=1e\\+23"):
         generate(built / "hosts", built / "seeds", 1, out, seed=1e23)
+
+
+# ---------------------------------------------------------------- banks verified against their content hashes
+
+def _bank_copies(built: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """Copies of the seed and host banks; the host bank's first image is copied too, and repointed."""
+    seeds = Path(shutil.copytree(built / "seeds", tmp_path / "seeds"))
+    hosts = Path(shutil.copytree(built / "hosts", tmp_path / "hosts"))
+    index = json.loads((hosts / "index.json").read_text())
+    image = Path(shutil.copy(index["hosts"][0]["image"], tmp_path / "host_image.nii.gz"))
+    index["hosts"][0]["image"] = str(image)
+    (hosts / "index.json").write_text(json.dumps(index))
+    return hosts, seeds
+
+
+def test_generate_refuses_a_seed_file_replaced_by_another(built, tmp_path, capsys):
+    hosts, seeds = _bank_copies(built, tmp_path)
+    records = SeedBank.open(seeds).records
+    first, second = (seeds / r["file"] for r in records[:2])
+    first.write_bytes(second.read_bytes())
+    out = tmp_path / "g"
+    assert main(["generate", "--hosts", str(hosts), "--seeds", str(seeds), "--n", "1", "--out", str(out)]) == 1
+    assert f"error: {first}: seed file changed since the bank was written" in capsys.readouterr().err
+    assert not out.exists(), "nothing is written when a bank fails its check"
+
+
+def test_generate_refuses_a_host_image_changed_after_hosts(built, tmp_path):
+    hosts, seeds = _bank_copies(built, tmp_path)
+    generate(hosts, seeds, 1, tmp_path / "before")              # the copies pass their check
+    image_path = Path(json.loads((hosts / "index.json").read_text())["hosts"][0]["image"])
+    image = load(image_path)
+    save(image.with_array(image.array + 1), image_path)
+    with pytest.raises(InputError, match=f"{image_path}: host .*'s image changed since the bank was made"):
+        generate(hosts, seeds, 1, tmp_path / "after")
+
+
+def test_resume_refuses_a_bank_changed_since_the_first_run(built, tmp_path):
+    hosts, seeds = _bank_copies(built, tmp_path)
+    out = tmp_path / "g"
+    generate(hosts, seeds, 1, out, seed=2)
+    bank = SeedBank.open(seeds)
+    kept = [r for r in bank.records if r["seed_id"] != bank.records[0]["seed_id"]]
+    index = json.loads((seeds / "index.json").read_text())
+    index["seeds"] = kept
+    (seeds / "index.json").write_text(json.dumps(index))        # a consistent bank, but another one
+    with pytest.raises(InputError, match="differ from the first run: seeds_index_sha256 \\(a bank changed"):
+        generate(hosts, seeds, 2, out, seed=2, resume=True)
+
+
+def test_lung_mask_of_the_wrong_shape_is_refused(built, tmp_path):
+    hosts, _ = _bank_copies(built, tmp_path)
+    entry = HostBank.open(hosts).entries[0]
+    lungs = load(hosts / entry["lungs"], check_units=False)
+    save(lungs.crop((0, 0, 0), np.array(lungs.shape) - 1), hosts / entry["lungs"])
+    with pytest.raises(InputError, match=r"lungs/.*\.nii\.gz: lung mask shape \(95, 79, 63\) differs from host"):
+        HostBank.open(hosts)[0]
+    with pytest.raises(InputError, match="lung mask changed since the bank was made"):
+        HostBank.open(hosts).verify()

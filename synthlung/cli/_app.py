@@ -49,10 +49,17 @@ def case_updater(bar: Progress, name: str) -> CaseProgress:
     return update
 
 
+def progress_bar(*columns) -> Progress:
+    """A transient progress display on stderr, shown only when stderr is a terminal (a log
+    file or pipe gets nothing from it, so an error stays the only line)."""
+    return Progress(*(columns or PROGRESS_COLUMNS), console=err_console, transient=True,
+                    disable=not err_console.is_terminal)
+
+
 @contextlib.contextmanager
 def case_progress(name: str) -> Iterator[CaseProgress]:
     """A transient per-case progress bar on stderr; yields its ``progress`` callback."""
-    with Progress(*PROGRESS_COLUMNS, console=err_console, transient=True) as bar:
+    with progress_bar() as bar:
         yield case_updater(bar, name)
 
 

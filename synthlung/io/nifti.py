@@ -5,6 +5,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import ImageOpener
 
 from ..backend import asnumpy
 from ..errors import InputError
@@ -28,13 +29,14 @@ def read_nifti(path: Path) -> Volume:
         shape = shape[:3]
     if len(shape) != 3:
         raise InputError(f"{path}: expected a 3-D image, got shape {img.shape}")
-    header = img.header
+    with ImageOpener(str(path)) as fh:   # the header as stored: nibabel's load quietly sets a 0 pixdim to 1
+        header = type(img.header).from_fileobj(fh, check=False)
     compressed = str(path).lower().endswith(".gz")
     check_room(path, shape, header.get_data_dtype().itemsize,
                path.stat().st_size - (0 if compressed else int(header["vox_offset"])),
                "gzip" if compressed else "raw")
-    if int(header["sform_code"]) == 0:   # the grid comes from pixdim, which nibabel would set from 0 to 1
-        pixdim = [float(v) for v in header["pixdim"][1:4]]
+    if int(header["sform_code"]) == 0:   # the grid comes from pixdim
+        pixdim = [round(float(v), 6) for v in header["pixdim"][1:4]]
         if not all(np.isfinite(v) and v > 0 for v in pixdim):
             raise InputError(f"{path}: degenerate geometry: voxel size (pixdim) {pixdim} mm; every voxel size "
                              "must be finite and above zero")
