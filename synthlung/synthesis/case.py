@@ -139,7 +139,8 @@ def _equivalent_radius_mm(mask: Any, spacing_mm: tuple[float, float, float]) -> 
 class Occupancy:
     """The tumors already in a case, read box by box: the host's own (its label array,
     or None) and those placed so far (masks at box offsets). ``occupancy[box]`` is
-    a boolean array of the box; no whole-volume map is ever made."""
+    a boolean array of the box (slices with explicit start and stop); no whole-volume
+    map is ever made."""
 
     def __init__(self, tumors: Any, shape: tuple[int, int, int], xp: Any):
         self.tumors, self.shape, self.xp = tumors, tuple(shape), xp
@@ -195,6 +196,11 @@ def centre_sampler(host: Any) -> CentreSampler:
         _SAMPLERS.discard(key)
         ref, sampler = _SAMPLERS.get(key, make)
     return sampler
+
+
+def memory_order(array: Any) -> str:
+    """``"F"`` for a Fortran-ordered array (as nibabel loads), else ``"C"``."""
+    return "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
 
 
 def draw_tumor_count(rng: np.random.Generator, config: SynthesisConfig) -> int:
@@ -266,7 +272,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
     config = config or SynthesisConfig()
     xp = host.image.xp
     image = xp.array(host.image.array, copy=True, order="K")  # one copy, the host's memory order
-    order = "F" if image.flags.f_contiguous and not image.flags.c_contiguous else "C"
+    order = memory_order(image)
     if host.tumors is not None:
         label = (host.tumors.array > 0).astype(np.uint8, order=order)  # True is TUMOR_CLASS (1)
     else:
