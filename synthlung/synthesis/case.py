@@ -153,16 +153,19 @@ class Occupancy:
     def __getitem__(self, box: tuple[slice, slice, slice]) -> Any:
         lo = [s.start for s in box]
         hi = [s.stop for s in box]
-        if self.tumors is not None:
-            out = self.tumors[box] > 0
-        else:
-            out = self.xp.zeros(tuple(h - l for l, h in zip(lo, hi)), dtype=bool)
+        shape = tuple(h - l for l, h in zip(lo, hi))
+        overlaps = []
         for offset, mask in self.placed:
             a = [max(l, o) for l, o in zip(lo, offset)]
             b = [min(h, o + n) for h, o, n in zip(hi, offset, mask.shape)]
             if all(x < y for x, y in zip(a, b)):
-                out[tuple(slice(x - l, y - l) for x, y, l in zip(a, b, lo))] |= \
-                    mask[tuple(slice(x - o, y - o) for x, y, o in zip(a, b, offset))]
+                overlaps.append((tuple(slice(x - l, y - l) for x, y, l in zip(a, b, lo)),
+                                 mask[tuple(slice(x - o, y - o) for x, y, o in zip(a, b, offset))]))
+        if self.tumors is None and not overlaps:
+            return self.xp.broadcast_to(self.xp.zeros((), dtype=bool), shape)  # nothing here: no array
+        out = self.tumors[box] > 0 if self.tumors is not None else self.xp.zeros(shape, dtype=bool)
+        for where, part in overlaps:
+            out[where] |= part
         return out
 
 

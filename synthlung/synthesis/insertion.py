@@ -37,7 +37,9 @@ def _to_dtype(values: Any, dtype: Any, hu_range: tuple[float, float]) -> Any:
         info = np.iinfo(dtype)
         lo, hi = max(lo, info.min), min(hi, info.max)
         values = xp.rint(values)
-    return xp.clip(values, lo, hi).astype(dtype)
+    else:
+        values = values.copy()
+    return xp.clip(values, lo, hi, out=values).astype(dtype, copy=False)
 
 
 def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[int, int, int],
