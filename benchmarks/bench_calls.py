@@ -14,7 +14,8 @@ default morph ranges) unless named.
   figure to compare is time per output voxel (``extra_info["output_voxels"]``);
 * the array transform (lungs given, prepared host cached) vs ``synthesize``;
 * a MONAI pipeline per sample, with and without ``RandInsertTumorsd`` (plain
-  ``Dataset``: load every call; ``CacheDataset``: the loaded CT cached);
+  ``Dataset``: load every call; ``CacheDataset``: the loaded CT and lungs cached),
+  then a 96^3 crop, the HU window and a flip;
 * writing a case's three NIfTI files: ``synthlung.save`` vs ``nib.save``; one case
   made and written as ``generate`` does (image, label, instances, record).
 
@@ -164,30 +165,35 @@ def lungs_path(host, tmp_path_factory):
     return path
 
 
-def _pipeline(bank, insert: bool):
-    from monai.transforms import (EnsureChannelFirstd, LoadImaged, RandSpatialCropd,
+def _pipeline(bank, insert: str) -> list:
+    """Load (cached by CacheDataset), then per sample: [insert], 96^3 crop, HU window, flips.
+
+    Intensity scaling comes after the crop in both forms: insertion needs HU, and
+    scaling a patch costs less than scaling the CT.
+    """
+    from monai.transforms import (EnsureChannelFirstd, LoadImaged, RandFlipd, RandSpatialCropd,
                                   ScaleIntensityRanged)
     from synthlung.run.transforms import RandInsertTumorsd
-    load_keys = ["image", "lungs"]
-    head = [LoadImaged(load_keys, image_only=True), EnsureChannelFirstd(load_keys)]
-    tail = [ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True),
-            RandSpatialCropd("image", roi_size=(96, 96, 96), random_size=False)]
-    middle = [RandInsertTumorsd(bank, SMALL, lungs_key="lungs")] if insert else []
-    return head, middle + tail
+    keys = ["image", "lungs"]
+    head = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys)]
+    middle = [] if insert == "without" else [RandInsertTumorsd(bank, SMALL, lungs_key="lungs", copy=insert == "copy")]
+    tail = [RandSpatialCropd(["image"] if insert == "without" else ["image", "label"], roi_size=(96, 96, 96),
+                             random_size=False),
+            ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True),
+            RandFlipd(["image"], prob=0.5, spatial_axis=0)]
+    return head + middle + tail
 
 
 @pytest.mark.parametrize("dataset", ["Dataset", "CacheDataset"])
-@pytest.mark.parametrize("insert", [False, True], ids=["without", "with RandInsertTumorsd"])
+@pytest.mark.parametrize("insert", ["without", "copy", "in place"],
+                         ids=["without", "RandInsertTumorsd", "RandInsertTumorsd copy=False"])
 def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, dataset, insert):
     from monai.data import CacheDataset, Dataset
     from monai.transforms import Compose
     benchmark.group = f"MONAI {dataset}, per sample"
-    head, tail = _pipeline(bank, insert)
+    transform = Compose(_pipeline(bank, insert)).set_random_state(seed=0)
     items = [{"image": str(ct_path), "lungs": str(lungs_path)}]
-    if dataset == "Dataset":
-        ds = Dataset(items, Compose(head + tail).set_random_state(seed=0))
-    else:
-        ds = CacheDataset(items, Compose(head + tail).set_random_state(seed=0), progress=False)
+    ds = Dataset(items, transform) if dataset == "Dataset" else CacheDataset(items, transform, progress=False)
     ds[0]  # warm-up: JIT, prepared host
     benchmark.pedantic(lambda: ds[0], rounds=7, iterations=1, warmup_rounds=1)
 

@@ -368,3 +368,13 @@ print(json.dumps({{"w0": [keys(0), keys(0)], "w2": [keys(2), keys(2)], "s": time
     runs = json.loads(done.stdout.strip().splitlines()[-1])
     for a, b in (runs["w0"], runs["w2"]):
         assert a == b and len({tuple(k) for k in a}) == 4
+
+
+def test_copy_false_writes_the_same_case_into_the_input(ct, bank):
+    args = dict(lungs=ct.lungs.array, label=ct.label.array, affine=ct.image.affine)
+    want = RandInsertTumors(bank, CONFIG).set_random_state(seed=9)(ct.image.array, **args)
+    mine = torch.from_numpy(ct.image.array.copy())
+    got = RandInsertTumors(bank, CONFIG, copy=False).set_random_state(seed=9)(mine, **args)
+    assert got[0] is mine and not np.array_equal(mine.numpy(), ct.image.array)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

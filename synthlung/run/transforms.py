@@ -316,7 +316,10 @@ class RandInsertTumors(RandomizableTransform):
     its options). ``zone_kw``: options of :func:`synthlung.placement_zone` (mm, HU).
     ``host_cache``: how many prepared hosts (lungs, zone, distances) to keep, keyed
     by the image's identity (see the module docstring). ``patch_size``: patch mode
-    (voxels, see the module docstring), or None.
+    (voxels, see the module docstring), or None. ``copy=False`` writes the tumours
+    into the input image itself (their boxes only) and returns it, saving the one
+    whole-image copy: only for inputs that are the call's own, e.g. a MONAI
+    ``Dataset`` sample or a ``CacheDataset`` one with ``copy_cache=True`` (its default).
     Calling returns ``(image, label, instances)`` and keeps the case record in
     ``last_record``; :meth:`apply` returns all four as :class:`Inserted` (types
     and shapes: see the module docstring).
@@ -324,9 +327,10 @@ class RandInsertTumors(RandomizableTransform):
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,
                  prob: float = 1.0, zone_kw: dict | None = None, host_cache: int = 8,
-                 patch_size: Any = None):
+                 patch_size: Any = None, copy: bool = True):
         RandomizableTransform.__init__(self, prob)
         self.hosts = LRUCache(host_cache)
+        self.copy = bool(copy)
         self.patch_size = None
         if patch_size is not None:
             self.patch_size = tuple(int(v) for v in np.broadcast_to(np.asarray(patch_size), (3,)))
@@ -406,31 +410,34 @@ class RandInsertTumors(RandomizableTransform):
             if self.config.noise_match:
                 host_lung_noise_hu(host)  # measured on the whole host, before it is cut
             window = patch_window(host, self.patch_size, rng)
-        if window is None:
-            case = synthesize(host, self.seed_bank, rng, self.config, key=self.key)
-            out_image, instances, record = case.image.array, case.instances.array, case.record
-            label_out = case.label.array
+        cut = host if window is None else _window_host(host, window)
+        case = synthesize(cut, self.seed_bank, rng, self.config, key=self.key, inplace=not self.copy)
+        record = case.record if window is None else _window_record(case.record, window)
+        xp, order = array_module(arr), memory_order(arr)
+        if not self.copy:
+            out_image = image  # written in place: the tumours' boxes
+        elif window is None:
+            out_image = _restore(case.image.array, image, channel)
         else:
-            case = synthesize(_window_host(host, window), self.seed_bank, rng, self.config, key=self.key)
-            record = _window_record(case.record, window)
-            xp = array_module(arr)
-            out_image = xp.array(arr, copy=True, order="K")
-            out_image[window] = case.image.array
-            instances = xp.zeros(arr.shape, dtype=case.instances.array.dtype, order=memory_order(arr))
-            instances[window] = case.instances.array
-            label_out = xp.zeros(arr.shape, dtype=np.uint8, order=memory_order(arr))
-            label_out[window] = case.label.array
+            full = xp.array(arr, copy=True, order="K")
+            full[window] = case.image.array
+            out_image = _restore(full, image, channel)
+        # The maps start as zeros (lazily allocated) and are written box by box.
+        lo = (0, 0, 0) if window is None else tuple(w.start for w in window)
+        instances = xp.zeros(arr.shape, dtype=_instance_dtype(image), order=order)
+        for box in _tumor_boxes(record):
+            inner = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, lo))
+            xp.copyto(instances[box], case.instances.array[inner], where=case.instances.array[inner] > 0)
         if label is None:
-            out_label = _restore(label_out, image, channel)
+            out_label = case.label.array if window is None else xp.zeros(arr.shape, dtype=np.uint8, order=order)
+            label_channel, target = channel, image
         else:
             given, label_channel = _view3d(label, "label")
-            merged = array_module(given).array(given, copy=True, order="K")
-            for box in _tumor_boxes(record):  # only the inserted tumours' boxes change
-                array_module(given).copyto(merged[box], TUMOR_CLASS, where=instances[box] > 0)
-            out_label = _restore(merged, label, label_channel)
-        return Inserted(_restore(out_image, image, channel), out_label,
-                        _restore(instances.astype(_instance_dtype(image), copy=False), image, channel),
-                        {"applied": True, **record})
+            out_label, target = xp.array(given, copy=True, order="K"), label
+        for box in _tumor_boxes(record):  # only the inserted tumours' boxes change
+            xp.copyto(out_label[box], TUMOR_CLASS, where=instances[box] > 0)
+        return Inserted(out_image, _restore(out_label, target, label_channel),
+                        _restore(instances, image, channel), {"applied": True, **record})
 
 
 def _window_record(record: dict, window: tuple[slice, slice, slice]) -> dict:
@@ -453,14 +460,14 @@ class RandInsertTumorsd(RandomizableTransform, MapTransform):
     """
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,
-                 prob: float = 1.0, zone_kw: dict | None = None, host_cache: int = 8, patch_size: Any = None, *,
-                 image_key: str = "image", label_key: str = "label", lungs_key: str | None = None,
+                 prob: float = 1.0, zone_kw: dict | None = None, host_cache: int = 8, patch_size: Any = None,
+                 copy: bool = True, *, image_key: str = "image", label_key: str = "label", lungs_key: str | None = None,
                  instance_key: str | None = None, record_key: str | None = None, allow_missing_keys: bool = False):
         MapTransform.__init__(self, [image_key, label_key], allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.image_key, self.label_key, self.lungs_key = image_key, label_key, lungs_key
         self.instance_key, self.record_key = instance_key, record_key
-        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size)
+        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size, copy)
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
         """Seed this transform and its array form alike; returns self."""

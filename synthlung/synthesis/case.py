@@ -265,16 +265,20 @@ def host_lung_noise_hu(host: Any) -> float:
 
 
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
-               config: SynthesisConfig | None = None, key: Any = None) -> Case:
+               config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False) -> Case:
     """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
 
     ``host`` is a :class:`synthlung.hosts.Host` (arrays on NumPy or CuPy),
     ``seed_bank`` a :class:`synthlung.seeds.SeedBank` (or any sequence of seeds
     with ``.ids``). ``key`` is the case's random key, stored in the record.
+    ``inplace``: write the tumors into ``host.image.array`` itself (only their
+    blending boxes change) instead of a copy, for a caller whose host image is
+    its own copy already (a data loader's sample).
     """
     config = config or SynthesisConfig()
     xp = host.image.xp
-    image = xp.array(host.image.array, copy=True, order="K")  # one copy, the host's memory order
+    # one copy at most, in the host's memory order
+    image = host.image.array if inplace else xp.array(host.image.array, copy=True, order="K")
     order = memory_order(image)
     if host.tumors is not None:
         label = (host.tumors.array > 0).astype(np.uint8, order=order)  # True is TUMOR_CLASS (1)
