@@ -125,6 +125,21 @@ def _seed_on(seed: Any, xp: Any) -> Any:
                                soft_mask=seed.soft_mask.on(xp))
 
 
+SEEDS_KEPT = 64
+"""Seeds kept in memory per seed bank (read once, on the device of the host that drew them)."""
+
+_SEEDS: "weakref.WeakKeyDictionary[Any, LRUCache]" = weakref.WeakKeyDictionary()
+
+
+def _drawn_seed(seed_bank: Any, index: int, xp: Any) -> Any:
+    """Seed ``index`` of ``seed_bank`` on ``xp``: read from disk the first time, then kept."""
+    try:
+        kept = _SEEDS.setdefault(seed_bank, LRUCache(SEEDS_KEPT))
+    except TypeError:  # a plain sequence of seeds: nothing to read
+        return _seed_on(seed_bank[index], xp)
+    return kept.get((seed_bank.ids[index], xp.__name__), lambda: _seed_on(seed_bank[index], xp))
+
+
 def _centre_in_box(morphed: Any) -> tuple[int, int, int]:
     """Voxel of the morphed box nearest to where the seed centroid went."""
     ijk = morphed.image.world_to_voxel(np.asarray(morphed.centre_world, dtype=np.float64))
@@ -235,7 +250,7 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
     for _ in range(wanted):
         for _ in range(config.seed_draws_per_tumor):
             index = int(rng.integers(len(seed_bank)))
-            seed = _seed_on(seed_bank[index], xp)
+            seed = _drawn_seed(seed_bank, index, xp)
             params = MorphParams.sample(rng, **config.morph)
             morphed = morph(seed, params, target=host.image.affine)
             mask = morphed.mask.array.astype(bool)
