@@ -411,7 +411,8 @@ class RandInsertTumors(RandomizableTransform):
                 host_lung_noise_hu(host)  # measured on the whole host, before it is cut
             window = patch_window(host, self.patch_size, rng)
         cut = host if window is None else _window_host(host, window)
-        case = synthesize(cut, self.seed_bank, rng, self.config, key=self.key, inplace=not self.copy)
+        case = synthesize(cut, self.seed_bank, rng, self.config, key=self.key, inplace=not self.copy,
+                          instance_dtype=_instance_dtype(image))
         record = case.record if window is None else _window_record(case.record, window)
         xp, order = array_module(arr), memory_order(arr)
         if not self.copy:
@@ -422,12 +423,11 @@ class RandInsertTumors(RandomizableTransform):
             full = xp.array(arr, copy=True, order="K")
             full[window] = case.image.array
             out_image = _restore(full, image, channel)
-        # The maps start as zeros (lazily allocated) and are written box by box.
-        lo = (0, 0, 0) if window is None else tuple(w.start for w in window)
-        instances = xp.zeros(arr.shape, dtype=_instance_dtype(image), order=order)
-        for box in _tumor_boxes(record):
-            inner = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, lo))
-            xp.copyto(instances[box], case.instances.array[inner], where=case.instances.array[inner] > 0)
+        if window is None:
+            instances = case.instances.array
+        else:  # the window's maps into zeros of the whole volume
+            instances = xp.zeros(arr.shape, dtype=case.instances.array.dtype, order=order)
+            instances[window] = case.instances.array
         if label is None:
             out_label = case.label.array if window is None else xp.zeros(arr.shape, dtype=np.uint8, order=order)
             label_channel, target = channel, image

@@ -280,7 +280,8 @@ def host_lung_noise_hu(host: Any) -> float:
 
 
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
-               config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False) -> Case:
+               config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False,
+               instance_dtype: Any = np.uint16) -> Case:
     """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
 
     ``host`` is a :class:`synthlung.hosts.Host` (arrays on NumPy or CuPy),
@@ -288,7 +289,8 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
     with ``.ids``). ``key`` is the case's random key, stored in the record.
     ``inplace``: write the tumors into ``host.image.array`` itself (only their
     blending boxes change) instead of a copy, for a caller whose host image is
-    its own copy already (a data loader's sample).
+    its own copy already (a data loader's sample). ``instance_dtype``: of the
+    instance map (uint16; the torch transforms ask for int32).
     """
     config = config or SynthesisConfig()
     xp = host.image.xp
@@ -299,7 +301,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         label = (host.tumors.array > 0).astype(np.uint8, order=order)  # True is TUMOR_CLASS (1)
     else:
         label = xp.zeros(image.shape, dtype=np.uint8, order=order)
-    instances = xp.zeros(image.shape, dtype=np.uint16, order=order)
+    instances = xp.zeros(image.shape, dtype=instance_dtype, order=order)
     planned, wanted = sample_placements(host, seed_bank, rng, config)
     noise_hu = host_lung_noise_hu(host) if config.noise_match else None
     tumors = []
