@@ -36,8 +36,8 @@ per voxel) keyed by the image's identity: its source file name (a
 about 32768 voxels each of image, lungs and label (:func:`fingerprint`). The key
 survives the copies that data loaders make (``CacheDataset`` deep-copies its
 items), so a call then costs the synthesis only: one copy of the image in its
-own memory order plus work inside the tumours' boxes. Each DataLoader worker
-keeps its own cache.
+own memory order (none with ``copy=False``), zeroed label and instance maps, and
+work inside the tumours' boxes. Each DataLoader worker keeps its own cache.
 
 Patch mode (``patch_size=(px, py, pz)``, voxels): all of a call's tumours go, boxes
 and all, inside one window of the patch's size around a zone voxel, and placement
@@ -79,19 +79,26 @@ compiling them again.
 Example, a MONAI training loop (the host bank's lung masks save segmenting)::
 
     from monai.data import DataLoader, Dataset
-    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityRanged
+    from monai.transforms import (Compose, EnsureChannelFirstd, LoadImaged, RandCropByPosNegLabeld,
+                                  ScaleIntensityRanged)
     from synthlung.run.transforms import RandInsertTumorsd
 
     files = [{"image": "ct_0001.nii.gz", "label": "ct_0001_label.nii.gz",
               "lungs": "hosts/lungs/ct_0001.nii.gz"}]
+    keys = ["image", "label", "lungs"]
     train = Compose([
-        LoadImaged(keys=["image", "label", "lungs"]),
-        EnsureChannelFirstd(keys=["image", "label", "lungs"]),
-        RandInsertTumorsd("seed_bank/", prob=0.5, lungs_key="lungs", instance_key="instances"),
+        LoadImaged(keys=keys),
+        EnsureChannelFirstd(keys=keys),
+        # each sample is the loader's own copy here, so copy=False may write into it
+        RandInsertTumorsd("seed_bank/", prob=0.5, patch_size=(96, 96, 96), lungs_key="lungs",
+                          instance_key="instances", copy=False),
+        RandCropByPosNegLabeld(["image", "label", "instances"], label_key="label",
+                               spatial_size=(96, 96, 96), pos=1, neg=1, num_samples=2),
+        # after the crop: a patch costs less to scale than the CT
         ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True),
     ]).set_random_state(seed=0)
     for batch in DataLoader(Dataset(files, train), batch_size=2, num_workers=2):
-        ...  # batch["image"], batch["label"]: (B, 1, X, Y, Z)
+        ...  # batch["image"], batch["label"]: (B, 1, 96, 96, 96)
 
 DataLoader workers are forked by default. Numba's GNU OpenMP threads (its
 fastest layer here) cannot run in a process forked after its parent used them,
