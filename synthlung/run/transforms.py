@@ -98,7 +98,7 @@ Example, a MONAI training loop (the host bank's lung masks save segmenting)::
         ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True),
     ]).set_random_state(seed=0)
     for batch in DataLoader(Dataset(files, train), batch_size=2, num_workers=2):
-        ...  # batch["image"], batch["label"]: (B, 1, 96, 96, 96)
+        ...  # batch["image"], batch["label"]: (2 x B, 1, 96, 96, 96), two patches per CT
 
 DataLoader workers are forked by default. Numba's GNU OpenMP threads (its
 fastest layer here) cannot run in a process forked after its parent used them,
