@@ -74,7 +74,8 @@ form), so a run repeats exactly when torch is seeded (``torch.manual_seed`` or
 ``generator=``) and the number of workers is kept; another number of workers
 gives other, equally valid, draws (the samples go to other workers' streams).
 The CPU kernels are compiled with Numba's cache, so workers start without
-compiling them again.
+compiling them again, and inside a worker they run on one thread, as PyTorch
+runs its own operators there (several workers already share the cores).
 
 Example, a MONAI training loop (the host bank's lung masks save segmenting)::
 
@@ -198,6 +199,21 @@ def _check_cpu_threads(arr: Any) -> None:
             "this process was forked after its parent ran synthlung's CPU kernels on GNU OpenMP "
             "threads, which cannot run in a forked child: start DataLoader workers with "
             "multiprocessing_context='spawn' (or 'forkserver'), or set NUMBA_THREADING_LAYER=workqueue")
+
+
+def _one_thread_in_loader_workers(arr: Any) -> None:
+    """In a torch DataLoader worker, run the CPU kernels on one Numba thread (this thread's setting).
+
+    PyTorch does the same for its own operators there: several workers each
+    starting one thread per core oversubscribe the CPU, and GNU OpenMP's waiting
+    threads then cost more than the work (a small case took 3-5x longer on a loaded
+    2-core machine than on one thread).
+    """
+    data = sys.modules.get("torch.utils.data")
+    if array_module(arr) is np and data is not None and data.get_worker_info() is not None:
+        import numba
+        if numba.get_num_threads() != 1:
+            numba.set_num_threads(1)
 
 
 class Inserted(NamedTuple):
@@ -410,6 +426,7 @@ class RandInsertTumors(RandomizableTransform):
             return unchanged(image, label, self.key)
         arr, channel = _view3d(image, "image")
         _check_cpu_threads(arr)
+        _one_thread_in_loader_workers(arr)
         host = self.host(image, lungs, label, affine, source)
         rng = self.generator()
         window = None
