@@ -92,6 +92,7 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path):
     assert "doomed" in (out / LOCK_NAME).read_text(), "the killed holder left its lock file"
     small_case(tmp_path / "src", "a_image.nii.gz", "a_label.nii.gz")
     assert len(ingest(tmp_path / "src", out).cases) == 1
+    assert (out / LOCK_NAME).read_bytes() == b"", "the run took the lock over and released it"
 
 
 def _children(pid: int) -> list[int]:
