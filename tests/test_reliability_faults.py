@@ -186,6 +186,7 @@ def test_a_full_disk_names_the_file_in_one_line(built, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["ingest", "/no/such/" + "very-long-folder-name-" * 6, "OUT"], "very-long-folder-name-: no such file"),
+    (["ingest", "/no/such/[bold]folder", "OUT"], "[bold]folder: no such file"),   # not taken as markup
     (["generate", "--hosts", "H", "--seeds", "S", "--n", "1", "--out", "O", "--seed", "1e23"],
      "Invalid value for '--seed'"),
 ])
