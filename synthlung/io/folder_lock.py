@@ -46,6 +46,8 @@ def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "{}"
             raise BusyError(f"{folder}: another synthlung run is writing here ({holder}); "
                             "wait for it to end or choose another folder") from None
+        except OSError as exc:  # e.g. ENOLCK: a file system without locks
+            raise cannot_write(lock, exc) from exc
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
               "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         os.ftruncate(fd, 0)
