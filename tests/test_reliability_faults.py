@@ -234,7 +234,7 @@ def test_generate_refuses_a_seed_file_replaced_by_another(built, tmp_path, capsy
     first.write_bytes(second.read_bytes())
     out = tmp_path / "g"
     assert main(["generate", "--hosts", str(hosts), "--seeds", str(seeds), "--n", "1", "--out", str(out)]) == 1
-    assert f"error: {first}: seed file changed since the bank was written" in capsys.readouterr().err
+    assert f"error: {first}: seed file changed since it was recorded" in capsys.readouterr().err
     assert not out.exists(), "nothing is written when a bank fails its check"
 
 
@@ -244,7 +244,7 @@ def test_generate_refuses_a_host_image_changed_after_hosts(built, tmp_path):
     image_path = Path(json.loads((hosts / "index.json").read_text())["hosts"][0]["image"])
     image = load(image_path)
     save(image.with_array(image.array + 1), image_path)
-    with pytest.raises(InputError, match=f"{image_path}: host .*'s image changed since the bank was made"):
+    with pytest.raises(InputError, match=f"{image_path}: image of host .* changed since it was recorded"):
         generate(hosts, seeds, 1, tmp_path / "after")
 
 
@@ -268,5 +268,5 @@ def test_lung_mask_of_the_wrong_shape_is_refused(built, tmp_path):
     save(lungs.crop((0, 0, 0), np.array(lungs.shape) - 1), hosts / entry["lungs"])
     with pytest.raises(InputError, match=r"lungs/.*\.nii\.gz: lung mask shape \(95, 79, 63\) differs from host"):
         HostBank.open(hosts)[0]
-    with pytest.raises(InputError, match="lung mask changed since the bank was made"):
+    with pytest.raises(InputError, match="lung mask of host .* changed since it was recorded"):
         HostBank.open(hosts).verify()

@@ -243,7 +243,7 @@ def test_unreadable_or_inconsistent_seed_files(tmp_path, lung1):
         path.write_bytes(blob)
         with pytest.raises(InputError, match=rf"{path.name}: cannot read seed file"):
             bank[0]
-        with pytest.raises(InputError, match=rf"{path.name}: seed file changed since the bank was written"):
+        with pytest.raises(InputError, match=rf"{path.name}: seed file changed since it was recorded"):
             bank.verify()
     with np.load(_bytes_file(tmp_path / "good.npz", good)) as data:
         arrays = dict(data)
