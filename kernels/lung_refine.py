@@ -79,7 +79,9 @@ def _views(xp, hu, labels, core, factors, threshold):
         t = int(math.ceil(threshold))
     else:
         t = np.float32(threshold) if hu.dtype == np.float32 else float(threshold)
-    return (huv, labels.transpose(perm), core.transpose(perm), *f, t, out), perm
+    # the coarse grids (1/prod(factors) of the voxels) are copied into the same order
+    coarse = [xp.ascontiguousarray(a.transpose(perm)) for a in (labels, core)]
+    return (huv, *coarse, *f, t, out), perm
 
 
 def cpu(hu, labels, core, factors, threshold):

@@ -37,7 +37,7 @@ def _signatures() -> dict:
     tup3 = T.UniTuple(i64, 3)
     c1 = {t: t[::1] for t in (T.uint8, T.uint32, f32, f64, b1)}
     c3 = {t: t[:, :, ::1] for t in (T.uint8, T.int16, T.int32, T.uint32, f32, b1)}
-    a3 = T.uint8[:, :, :]  # a transposed (memory-order) view of a C-ordered coarse grid
+    u3 = c3[T.uint8]
     ccl, bl = _ccl_cuda, _blend_cuda
     u8, u32 = c1[T.uint8], c1[T.uint32]
     g = c3[f32]  # the multigrid's float32 levels
@@ -54,8 +54,8 @@ def _signatures() -> dict:
                                  [(c3[t], i64, i64[::1], i64[:, ::1], i64[:, ::1], i64[:, ::1], i64[::1])
                                   for t in (T.uint32, T.int32, T.uint8)]),
         "block_mean": (_block_mean_cuda.block_mean, [(c3[t], i64, i64, i64, c3[f32]) for t in (f32, T.int16, T.uint8)]),
-        "lung_refine": (_lung_refine_cuda.lung_refine, [(c3[f32], a3, a3, i64, i64, i64, f32, c3[T.uint8]),
-                                                        (c3[T.int16], a3, a3, i64, i64, i64, i64, c3[T.uint8])]),
+        "lung_refine": (_lung_refine_cuda.lung_refine, [(c3[f32], u3, u3, i64, i64, i64, f32, u3),
+                                                        (c3[T.int16], u3, u3, i64, i64, i64, i64, u3)]),
         "blend.alpha": (bl.alpha, [(c1[f32], c1[f32], c1[f32], c1[f32], f32, f32)]),
         "blend.start": (bl.start, [(g, m, g, g, *w3, f32, b1, g, g, g, S)]),
         "blend.sweep": (bl.sweep, [(g, g, g, m, *w3, f32, *f3, i64, i64, g, S, i64)]),
