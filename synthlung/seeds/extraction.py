@@ -17,6 +17,7 @@ voxels), ``centroid_mm`` (world RAS), ``spacing_mm``, ``margin_mm``,
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -88,7 +89,10 @@ def seed_params(margin_mm: float, min_volume_mm3: float) -> dict[str, float]:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    """``name`` made file-name safe; a changed name gets 8 hex digits of its sha1, so that
+    ids differing only in unsafe characters ("a b", "a_b") never share a seed file."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return safe if safe == name else f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_volume_mm3: float = 30.0,
