@@ -125,6 +125,21 @@ def _seed_on(seed: Any, xp: Any) -> Any:
                                soft_mask=seed.soft_mask.on(xp))
 
 
+SEEDS_KEPT = 64
+"""Seeds kept in memory per seed bank (read once, on the device of the host that drew them)."""
+
+_SEEDS: "weakref.WeakKeyDictionary[Any, LRUCache]" = weakref.WeakKeyDictionary()
+
+
+def _drawn_seed(seed_bank: Any, index: int, xp: Any) -> Any:
+    """Seed ``index`` of ``seed_bank`` on ``xp``: read from disk the first time, then kept."""
+    try:
+        kept = _SEEDS.setdefault(seed_bank, LRUCache(SEEDS_KEPT))
+    except TypeError:  # a plain sequence of seeds: nothing to read
+        return _seed_on(seed_bank[index], xp)
+    return kept.get((seed_bank.ids[index], xp.__name__), lambda: _seed_on(seed_bank[index], xp))
+
+
 def _centre_in_box(morphed: Any) -> tuple[int, int, int]:
     """Voxel of the morphed box nearest to where the seed centroid went."""
     ijk = morphed.image.world_to_voxel(np.asarray(morphed.centre_world, dtype=np.float64))
@@ -235,7 +250,7 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
     for _ in range(wanted):
         for _ in range(config.seed_draws_per_tumor):
             index = int(rng.integers(len(seed_bank)))
-            seed = _seed_on(seed_bank[index], xp)
+            seed = _drawn_seed(seed_bank, index, xp)
             params = MorphParams.sample(rng, **config.morph)
             morphed = morph(seed, params, target=host.image.affine)
             mask = morphed.mask.array.astype(bool)
@@ -265,7 +280,8 @@ def host_lung_noise_hu(host: Any) -> float:
 
 
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
-               config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False) -> Case:
+               config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False,
+               instance_dtype: Any = np.uint16) -> Case:
     """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
 
     ``host`` is a :class:`synthlung.hosts.Host` (arrays on NumPy or CuPy),
@@ -273,7 +289,8 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
     with ``.ids``). ``key`` is the case's random key, stored in the record.
     ``inplace``: write the tumors into ``host.image.array`` itself (only their
     blending boxes change) instead of a copy, for a caller whose host image is
-    its own copy already (a data loader's sample).
+    its own copy already (a data loader's sample). ``instance_dtype``: of the
+    instance map (uint16; the torch transforms ask for int32).
     """
     config = config or SynthesisConfig()
     xp = host.image.xp
@@ -284,7 +301,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         label = (host.tumors.array > 0).astype(np.uint8, order=order)  # True is TUMOR_CLASS (1)
     else:
         label = xp.zeros(image.shape, dtype=np.uint8, order=order)
-    instances = xp.zeros(image.shape, dtype=np.uint16, order=order)
+    instances = xp.zeros(image.shape, dtype=instance_dtype, order=order)
     planned, wanted = sample_placements(host, seed_bank, rng, config)
     noise_hu = host_lung_noise_hu(host) if config.noise_match else None
     tumors = []
