@@ -19,9 +19,9 @@ pleura**: a site is drawn on the host's lung surface where the outward normal
 from the chest wall goes to a chest wall, one from the diaphragm to a lung base), the seed is rotated so
 that its contact normal points along the host's (:func:`rotation_aligning`, a
 random twist about it), and pressed onto the pleura
-(:func:`place_against_pleura`): what would run more than ``max_outside_mm``
-past the lung, at most ``pleural_clip_fraction`` of the tumour, is cut off, so
-it flattens against the chest wall as real juxtapleural tumours do. The place is kept when the tumour's contact measured in the host is at
+(:func:`place_against_pleura`): what would lie outside the lung, at most
+``pleural_clip_fraction`` of the tumour, is cut off, so it flattens against
+the chest wall as real juxtapleural tumours do and its label ends at the pleura. The place is kept when the tumour's contact measured in the host is at
 least ``contact_keep`` of the seed's own (and ``contact_min_fraction``), facing
 within 60 degrees of the site's normal. Free seeds go into parenchyma, at least one radius deep; a share
 ``juxtapleural_probability`` of them is taken 0.6-1 radius deep instead.
@@ -227,10 +227,10 @@ def place_against_pleura(mask: Any, centre_in_box: tuple[int, int, int], site: t
 
     Positions run along the host's outward ``normal`` through the surface ``site``
     (host voxel), from the tumor's centre on the site inward a voxel at a time;
-    the first where at most ``pleural_clip_fraction`` of the tumor lies beyond the
-    lung grown by ``max_outside_mm`` is taken, and that part is cut off: the tumor
-    flattens against the pleura as a real one does. Returns the placement and
-    the box mask of what may stay (lung grown by ``max_outside_mm``), or None.
+    the first where at most ``pleural_clip_fraction`` of the tumor lies outside
+    the lung is taken, and that part is cut off: the tumor flattens against the
+    pleura as a real one does, and its label ends at the lung's boundary.
+    Returns the placement and the box mask of what may stay (the lung), or None.
     """
     from ..backend import asnumpy
     lin = np.asarray(affine, dtype=np.float64)[:3, :3]
@@ -239,16 +239,11 @@ def place_against_pleura(mask: Any, centre_in_box: tuple[int, int, int], site: t
     step = float(min(spacing_mm))
     to_voxel = np.linalg.inv(lin) @ normal  # host voxels per mm along the normal
     grow = separation_voxels(spacing_mm, rules.separation_mm)
-    n_tumor = float(mask.sum())
     for k in range(int(height / step) + 2):
         centre = tuple(int(v) for v in np.rint(np.asarray(site) - to_voxel * (k * step)))
         offset, inside = try_place(mask, centre_in_box, centre, lungs, occupied, grow)
         if offset is None or 1.0 - inside > rules.pleural_clip_fraction:
             continue
-        keep = dilate_mm(lungs[box_slices(offset, mask.shape)], rules.max_outside_mm, spacing_mm)
-        cut = float((mask & ~keep).sum()) / max(n_tumor, 1.0)
-        if cut <= rules.pleural_clip_fraction:
-            kept = float((mask & keep).sum()) / max(n_tumor, 1.0)
-            return Placement(offset, centre, True, inside / max(kept, 1e-9), tries,
-                             tuple(float(v) for v in normal)), keep
+        return Placement(offset, centre, True, 1.0, tries, tuple(float(v) for v in normal)), \
+            lungs[box_slices(offset, mask.shape)]
     return None
