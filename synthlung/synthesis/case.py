@@ -302,8 +302,8 @@ class _Planner:
             if morphed is None:
                 return None
             mask = morphed.mask.array.astype(bool)
-            found = place_against_pleura(mask, _centre_in_box(morphed), site, normal,
-                                         affine, self.lungs, self.occupied, self.spacing, self.rules, attempt)
+            found = place_against_pleura(mask, _centre_in_box(morphed), site, normal, affine, self.lungs,
+                                         self.occupied, self.host.image.array, self.spacing, self.rules, attempt)
             if found is None:
                 continue
             placement, keep = found

@@ -19,9 +19,10 @@ pleura**: a site is drawn on the host's lung surface where the outward normal
 from the chest wall goes to a chest wall, one from the diaphragm to a lung base), the seed is rotated so
 that its contact normal points along the host's (:func:`rotation_aligning`, a
 random twist about it), and pressed onto the pleura
-(:func:`place_against_pleura`): what would lie outside the lung, at most
-``pleural_clip_fraction`` of the tumour, is cut off, so it flattens against
-the chest wall as real juxtapleural tumours do and its label ends at the pleura. The place is kept when the tumour's contact measured in the host is at
+(:func:`place_against_pleura`): what would lie beyond the lung, at most
+``pleural_clip_fraction`` of the tumour, is cut off where the host's wall is
+(soft tissue above ``wall_hu``), so it flattens against the chest wall as real
+juxtapleural tumours do and never runs into it. The place is kept when the tumour's contact measured in the host is at
 least ``contact_keep`` of the seed's own (and ``contact_min_fraction``), facing
 within 60 degrees of the site's normal. Free seeds go into parenchyma, at least one radius deep; a share
 ``juxtapleural_probability`` of them is taken 0.6-1 radius deep instead.
@@ -57,6 +58,7 @@ class PlacementRules:
     contact_keep: float = 0.3
     contact_sites: int = 8
     pleural_clip_fraction: float = 0.15
+    wall_hu: float = -300.0
 
 
 @dataclass(frozen=True)
@@ -220,17 +222,20 @@ def _rodrigues(axis: np.ndarray, angle: float) -> np.ndarray:
 
 
 def place_against_pleura(mask: Any, centre_in_box: tuple[int, int, int], site: tuple[int, int, int],
-                         normal: np.ndarray, affine: np.ndarray, lungs: Any, occupied: Any,
+                         normal: np.ndarray, affine: np.ndarray, lungs: Any, occupied: Any, hu: Any,
                          spacing_mm: tuple[float, float, float], rules: PlacementRules,
                          tries: int) -> tuple[Placement, Any] | None:
     """Press a tumor (already turned so that its contact face looks along ``normal``) onto the pleura.
 
     Positions run along the host's outward ``normal`` through the surface ``site``
     (host voxel), from the tumor's centre on the site inward a voxel at a time;
-    the first where at most ``pleural_clip_fraction`` of the tumor lies outside
+    the first where at most ``pleural_clip_fraction`` of the tumor lies beyond
     the lung is taken, and that part is cut off: the tumor flattens against the
-    pleura as a real one does, and its label ends at the lung's boundary.
-    Returns the placement and the box mask of what may stay (the lung), or None.
+    pleura as a real one does. What may stay is the lung mask and, within
+    ``max_outside_mm`` of it, host voxels (``hu``, the host image) darker than
+    ``wall_hu``: the partial-volume band at the pleura, so that no sliver of
+    lung is left between tumor and wall; never the wall itself. Returns the
+    placement and the box mask of what may stay, or None.
     """
     from ..backend import asnumpy
     lin = np.asarray(affine, dtype=np.float64)[:3, :3]
@@ -244,6 +249,9 @@ def place_against_pleura(mask: Any, centre_in_box: tuple[int, int, int], site: t
         offset, inside = try_place(mask, centre_in_box, centre, lungs, occupied, grow)
         if offset is None or 1.0 - inside > rules.pleural_clip_fraction:
             continue
-        return Placement(offset, centre, True, 1.0, tries, tuple(float(v) for v in normal)), \
-            lungs[box_slices(offset, mask.shape)]
+        region = box_slices(offset, mask.shape)
+        keep = lungs[region] | (dilate_mm(lungs[region], rules.max_outside_mm, spacing_mm) & (hu[region] < rules.wall_hu))
+        kept = float((mask & keep).sum()) / max(float(mask.sum()), 1.0)
+        return Placement(offset, centre, True, inside / max(kept, 1e-9), tries,
+                         tuple(float(v) for v in normal)), keep
     return None
