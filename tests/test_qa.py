@@ -72,7 +72,7 @@ def test_outliers_are_flagged_by_the_realism_ranges():
     from synthlung.qa.table import summarise
     base = {"case": "c", "seed_id": "s", "host": "h", "method": "alpha", "contact_site": "none",
             "seed_contact_site": "none", "volume_ml": 1.0, "inside_lung_fraction": 1.0, "core_error_hu": 0.5,
-            "halo_hu": 0.0, "rise_ratio": 1.0}
+            "halo_hu": 0.0, "rise_vs_seed": 1.0}
     rows = [dict(base, tumour=i, core_error_hu=0.1 * i) for i in range(1, 8)]
     rows.append(dict(base, tumour=8, core_error_hu=45.0, volume_ml=30.0))
     rows.append(dict(base, tumour=9, halo_hu=9.0))

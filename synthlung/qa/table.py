@@ -33,10 +33,10 @@ from .generated import GeneratedDataset
 from .realism import realism, rise_distance_mm
 
 CHECKS = {"core_error_hu": (-30.0, 30.0), "halo_hu": (-20.0, 20.0), "inside_lung_fraction": (0.95, 1.0),
-          "rise_ratio": (0.5, 2.0)}
+          "rise_vs_seed": (0.5, 2.0)}
 """Per measure, the range a realistic tumour stays in (HU, fraction, ratio)."""
 ROBUST_Z = 3.5
-ROBUST_FLOOR = {"core_error_hu": 2.0, "halo_hu": 2.0, "rise_ratio": 0.05}
+ROBUST_FLOOR = {"core_error_hu": 2.0, "halo_hu": 2.0, "rise_vs_seed": 0.05}
 """Realism measures checked for robust outliers, with the smallest spread (HU, ratio) a flag needs."""
 ID_COLUMNS = ("case", "tumour", "seed_id", "host", "method", "contact_site", "seed_contact_site")
 
@@ -83,7 +83,7 @@ def tumour_rows(dataset: GeneratedDataset) -> list[dict[str, Any]]:
                 "pleural_contact": contact.fraction, "contact_site": contact.site, "seed_contact_site": own,
                 "core_hu": rep.core_hu, "seed_core_hu": rep.seed_core_hu, "core_error_hu": rep.core_error_hu,
                 "halo_hu": rep.halo_hu, "rise_mm": rep.rise_mm, "seed_rise_mm": seed_rise[seed.id],
-                "rise_ratio": rep.rise_mm / seed_rise[seed.id] if seed_rise[seed.id] > 0 else float("nan"),
+                "rise_vs_seed": rep.rise_mm / seed_rise[seed.id] if seed_rise[seed.id] > 0 else float("nan"),
             })
     return rows
 
