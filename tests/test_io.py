@@ -13,7 +13,7 @@ import pytest
 from _dicomgen import set_tag, write_series
 from synthlung import Volume, load, save
 from synthlung.errors import InputError
-from synthlung.io import RawUnitsWarning, to_canonical
+from synthlung.io import to_canonical
 
 
 def world_grid(volume: Volume) -> np.ndarray:
@@ -178,15 +178,17 @@ def test_missing_and_unknown_paths(tmp_path):
         save(Volume(np.zeros((2, 2, 2)), np.eye(4)), tmp_path / "x.nhdr")
 
 
-def test_raw_units_warning_names_file_and_range(tmp_path, lung1_paths):
+def test_raw_units_refused_unless_rescaled(tmp_path, lung1_paths):
     vol = load(lung1_paths[0])
     raw = vol.with_array((vol.array.astype(np.int32) + 1024).astype(np.uint16))
     save(raw, tmp_path / "raw.nii.gz")
     lo, hi = int(raw.array.min()), int(raw.array.max())
-    with pytest.warns(RawUnitsWarning, match=rf"raw\.nii\.gz.*{lo}\.\.{hi}"):
+    with pytest.raises(InputError, match=rf"raw\.nii\.gz: values range {lo}\.\.{hi} .*raw stored units.*hu_rescale"):
         load(tmp_path / "raw.nii.gz")
+    again = load(tmp_path / "raw.nii.gz", hu_rescale=(1, -1024))
+    assert again.array.dtype == np.int16 and np.array_equal(again.array, vol.array)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", RawUnitsWarning)
+        warnings.simplefilter("error")
         load(lung1_paths[0])
         load(lung1_paths[1])                 # a 0/1 label is not flagged
 

@@ -5,12 +5,14 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import ImageOpener
 
 from ..backend import asnumpy
 from ..errors import InputError
 from ..volume import Volume
 from .atomic import atomic_path
 from .hu import rescale
+from .room import check_room
 
 
 def read_nifti(path: Path) -> Volume:
@@ -18,6 +20,8 @@ def read_nifti(path: Path) -> Volume:
 
     Without scaling (``scl_slope`` 0/NaN or 1 with intercept 0) the stored dtype
     is kept; otherwise the scaled values (int16 where exact, else float32).
+    A header whose dimensions the file cannot hold, or whose voxel size is
+    zero or not finite, raises InputError before the voxels are read.
     """
     img = nib.load(str(path))
     shape = img.shape
@@ -25,6 +29,17 @@ def read_nifti(path: Path) -> Volume:
         shape = shape[:3]
     if len(shape) != 3:
         raise InputError(f"{path}: expected a 3-D image, got shape {img.shape}")
+    with ImageOpener(str(path)) as fh:   # the header as stored: nibabel's load quietly sets a 0 pixdim to 1
+        header = type(img.header).from_fileobj(fh, check=False)
+    compressed = str(path).lower().endswith(".gz")
+    check_room(path, shape, header.get_data_dtype().itemsize,
+               path.stat().st_size - (0 if compressed else int(header["vox_offset"])),
+               "gzip" if compressed else "raw")
+    if int(header["sform_code"]) == 0:   # the grid comes from pixdim
+        pixdim = [round(float(v), 6) for v in header["pixdim"][1:4]]
+        if not all(np.isfinite(v) and v > 0 for v in pixdim):
+            raise InputError(f"{path}: degenerate geometry: voxel size (pixdim) {pixdim} mm; every voxel size "
+                             "must be finite and above zero")
     raw = np.asarray(img.dataobj.get_unscaled()).reshape(shape)
     slope, inter = img.dataobj.slope, img.dataobj.inter
     array = raw if (slope, inter) == (1.0, 0.0) else rescale(raw, slope, inter)

@@ -19,6 +19,7 @@ None with a ``contact_note`` when the source's lungs could not be segmented).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -91,7 +92,10 @@ def seed_params(margin_mm: float, min_volume_mm3: float) -> dict[str, float]:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    """``name`` made file-name safe; a changed name gets 8 hex digits of its sha1, so that
+    ids differing only in unsafe characters ("a b", "a_b") never share a seed file."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return safe if safe == name else f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def _source_lungs(image: Volume, lungs: Volume | None, case_id: str) -> tuple[np.ndarray | None, str | None]:
