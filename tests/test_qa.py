@@ -159,3 +159,79 @@ def test_real_tumour_in_the_real_chest_ct(tmp_path, lung1_paths, chest_ct_path):
     key = json.loads((out / "reader_kit" / "answer_key.json").read_text())
     real = [c for c in key["cases"].values() if c["truth"] == "real"]
     assert len(real) == 1 and real[0]["seed_id"] == "lung1-c001"
+
+
+class _DevTools:
+    """A minimal Chrome DevTools Protocol client over one browser websocket (flat sessions)."""
+
+    def __init__(self, url: str):
+        import websocket
+        self.ws = websocket.create_connection(url, timeout=30)
+        self.n = 0
+
+    def call(self, method: str, session: str | None = None, **params):
+        self.n += 1
+        msg = {"id": self.n, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        self.ws.send(json.dumps(msg))
+        while True:
+            reply = json.loads(self.ws.recv())
+            if reply.get("id") == self.n:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+
+    def evaluate(self, session: str, expression: str):
+        return self.call("Runtime.evaluate", session, expression=expression, returnByValue=True)["result"].get("value")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Chromium (apt-get install chromium)")
+def test_reader_answers_downloaded_from_the_page_are_scored(phantom_dataset, tmp_path, capsys):
+    """Key presses and the Download button in Chromium (DevTools protocol): the file it saves is what qa score reads."""
+    pytest.importorskip("websocket", reason="needs websocket-client (the dev extra)")
+    import time
+    paths = write_reader_kit(phantom_dataset, tmp_path / "kit", k=2, seed=2)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    proc = subprocess.Popen([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
+                             f"--user-data-dir={tmp_path / 'profile'}", "about:blank"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("DevTools listening on "):
+                url = line.split(" on ", 1)[1].strip()
+                break
+        cdp = _DevTools(url)
+        cdp.call("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
+        target = cdp.call("Target.createTarget", url=paths["html"].resolve().as_uri())["targetId"]
+        session = cdp.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        deadline = time.monotonic() + 30
+        shown = "document.readyState === 'complete' && !!document.getElementById('view') && " \
+                "document.getElementById('view').src.startsWith('data:image/png')"
+        while cdp.evaluate(session, shown) is not True and time.monotonic() < deadline:  # the kit's page, shown
+            time.sleep(0.1)
+        cdp.call("Page.enable", session)
+        for n in range(4):  # a reader: synthetic on the first two cases, real on the others, confidence 5, 4, ...
+            for key in ("s" if n < 2 else "r", str(5 - n)):
+                for kind in ("keyDown", "keyUp"):
+                    cdp.call("Input.dispatchKeyEvent", session, type=kind, key=key, text=key if kind == "keyDown" else "")
+        assert "(4 of 4), 4 answered" in cdp.evaluate(session, "document.getElementById('status').textContent")
+        cdp.evaluate(session, "document.getElementById('download').click()")
+        saved = downloads / f"answers-{json.loads(paths['key'].read_text())['kit']}.json"
+        while not saved.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert saved.exists(), list(downloads.iterdir())
+    finally:
+        proc.kill()
+        proc.wait()
+    exported = json.loads(saved.read_text())
+    assert [(a["answer"], a["confidence"]) for a in exported["answers"]] == \
+        [("synthetic", 5), ("synthetic", 4), ("real", 3), ("real", 2)]
+    capsys.readouterr()
+    assert main(["qa", "score", str(saved), str(paths["key"])]) == 0
+    result = json.loads(capsys.readouterr().out)
+    key = json.loads(paths["key"].read_text())["cases"]
+    truth = [key[f"case-{i:02d}"]["truth"] for i in range(1, 5)]
+    assert result["answered"] == 4
+    assert result["accuracy"] == sum(t == a for t, a in zip(truth, ["synthetic"] * 2 + ["real"] * 2)) / 4
