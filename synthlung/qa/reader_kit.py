@@ -6,7 +6,9 @@ generated dataset (centred on their instance's centroid). Every case is one
 image: the lung window over the mediastinal window, axial, coronal and
 sagittal, :data:`FOV_MM` across at :data:`PIXEL_MM` per pixel (one physical
 scale), no label drawn. Cases are shuffled and named ``case-01``... by the
-kit's seed; which is which is written to a separate key file.
+kit's seed; which is which is written to a separate key file, with each
+case's scan spacing (a reader may tell a 5 mm scan from a 1.5 mm one, so a
+score can be looked at per spacing).
 
 The page (``reader_test.html``) holds its images inline (base64 PNG) and runs
 offline from the file, without a server: one case at a time, ``R`` real, ``S``
@@ -93,10 +95,10 @@ def write_reader_kit(generated: str | Path, out: str | Path, k: int = 20, seed: 
             grey = render_case(scan.array, scan.affine, np.asarray(item["centre_mm"]))
         else:
             rec = records[item["case"]]
-            image = dataset.volume(rec, "image")
+            scan = dataset.volume(rec, "image")
             instances = np.asarray(dataset.volume(rec, "instances").array)
-            grey = render_case(image.array, image.affine,
-                               tumour_centre_mm(rec, instances, image.affine, item["tumour"]))
+            grey = render_case(scan.array, scan.affine, tumour_centre_mm(rec, instances, scan.affine, item["tumour"]))
+        item["spacing_mm"] = [round(v, 4) for v in scan.spacing]  # readers may tell thick slices apart
         images.append(png_bytes(grey))
     order = rng.permutation(len(chosen))
     kit = hashlib.sha256(b"".join(images[i] for i in order)).hexdigest()[:12]
