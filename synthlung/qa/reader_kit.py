@@ -130,7 +130,7 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>synthlung reader test</title>
 <style>
 body { background: #111; color: #ddd; font: 15px sans-serif; margin: 1.5em; }
-img { image-rendering: pixelated; display: block; margin: 0.8em 0; max-width: 100%; }
+img { image-rendering: pixelated; display: block; margin: 0.8em 0; width: 100%; max-width: 980px; }
 button { font-size: 15px; margin-right: 0.5em; padding: 0.3em 0.8em; }
 .on { background: #ca4; }
 #help { max-width: 60em; color: #aaa; }
