@@ -51,11 +51,13 @@ def generate(
 def preview(
     case: Path = typer.Argument(..., help="A case's record (records/case_XXXX.json) or image file."),
     out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    contour: bool = typer.Option(False, "--contour", help="Draw the tumor label's outline (off: the seam shows)."),
 ) -> None:
-    """Axial, coronal and sagittal slices through each inserted tumor (lung window, label contour)."""
+    """Zoomed axial, coronal and sagittal views of each inserted tumor, before and after, lung and
+    mediastinal windows."""
     from ..qa.preview import preview as run_preview
 
-    typer.echo(str(run_preview(case, out)))
+    typer.echo(str(run_preview(case, out, contour=contour)))
 
 
 @app.command()
