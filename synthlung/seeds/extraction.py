@@ -13,7 +13,9 @@ source label, canonical order), ``n_voxels``, ``volume_mm3``,
 ``hu_std`` (inside the mask), ``bbox_lo`` / ``bbox_hi`` (component box in
 source voxels, hi exclusive), ``crop_lo`` / ``crop_hi`` (crop box in source
 voxels), ``centroid_mm`` (world RAS), ``spacing_mm``, ``margin_mm``,
-``min_volume_mm3``, ``clipped`` (the crop was cut by the volume edge) and ``crop_shape``.
+``min_volume_mm3``, ``clipped`` (the crop was cut by the volume edge), ``crop_shape``
+and ``contact`` (pleural contact in the source scan, :mod:`synthlung.seeds.contact`;
+None with a ``contact_note`` when the source's lungs could not be segmented).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from ..components import label as label_components
 from ..errors import InputError
 from ..morphology import signed_distance_mm
 from ..volume import Volume
+from .contact import measure_contact
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,13 +98,29 @@ def _safe(name: str) -> str:
     return safe if safe == name else f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
+def _source_lungs(image: Volume, lungs: Volume | None, case_id: str) -> tuple[np.ndarray | None, str | None]:
+    """The source scan's lung labels (given, or segmented), or None and the reason."""
+    if lungs is not None:
+        if lungs.shape != image.shape:
+            raise InputError(f"lung mask shape {lungs.shape} differs from image shape {image.shape}")
+        return asnumpy(lungs.array), None
+    from ..hosts.lungseg import segment_lungs
+    try:
+        return asnumpy(segment_lungs(image, name=case_id, allow_one_lung=True).array), None
+    except InputError as exc:
+        return None, f"no pleural contact measured: {exc}"
+
+
 def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_volume_mm3: float = 30.0,
-                  case_id: str | None = None, source: dict | None = None) -> list[Seed]:
+                  case_id: str | None = None, source: dict | None = None,
+                  lungs: Volume | None = None) -> list[Seed]:
     """One seed per 26-connected component of ``label > 0``; components under ``min_volume_mm3`` dropped.
 
     The crop is the component's box grown by ``margin_mm`` on each side (per
     axis: ``ceil(margin_mm / spacing)`` voxels), clipped to the volume.
     ``case_id`` and ``source`` (e.g. file paths and sha256s) go into each record.
+    ``lungs`` (0/1 left/2 right, the image's grid) gives the source's lungs for the
+    pleural contact; without it they are segmented (:func:`synthlung.segment_lungs`).
     Volumes are read on the host (CuPy volumes are copied explicitly).
     """
     _check_pair(image, label)
@@ -116,6 +135,7 @@ def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_vol
     margin = np.array([math.ceil(margin_mm / s - 1e-9) for s in spacing], dtype=np.int64)
     shape = np.array(image.shape)
     case_id = case_id or "case"
+    lung_labels, contact_note = _source_lungs(image, lungs, case_id) if n else (None, None)
     seeds = []
     for i in range(n):
         count = int(stats.counts[i])
@@ -142,7 +162,11 @@ def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_vol
             "spacing_mm": list(spacing), **seed_params(margin_mm, min_volume_mm3),
             "clipped": bool((want_lo < 0).any() or (want_hi > shape).any()),
             "crop_shape": list(mask.shape),
+            "contact": None if lung_labels is None else
+            measure_contact(mask, lung_labels[box], crop.affine).to_record(),
         }
+        if contact_note:
+            record["contact_note"] = contact_note
         seeds.append(Seed(image=Volume(np.ascontiguousarray(img[box]), crop.affine),
                           mask=Volume(mask, crop.affine),
                           soft_mask=Volume(soft_mask(mask, spacing, 2 * min(spacing)), crop.affine),
