@@ -15,6 +15,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
+from ..hosts.noise import host_noise
 from ..volume import Volume
 from .insertion import TUMOR_CLASS, insert
 from .morphing import MorphParams, morph
@@ -36,8 +37,9 @@ class SynthesisConfig:
     ``n_tumors``/``n_tumors_weights``: the choices of tumor count and their relative
     weights (default 1, 2 or 3 with equal odds). ``morph``: keyword ranges for
     :meth:`synthlung.synthesis.morphing.MorphParams.sample`. ``blend``: keyword options for
-    :func:`synthlung.synthesis.blending.blend` besides the method. ``noise_match``: add
-    noise so the inserted tumor's noise std matches the host lung's.
+    :func:`synthlung.synthesis.blending.blend` besides the method. ``texture``: give each
+    inserted tumor the host's soft-tissue noise (std and spectrum, see
+    :mod:`synthlung.synthesis.texture`).
     """
 
     n_tumors: tuple[int, ...] = (1, 2, 3)
@@ -47,7 +49,7 @@ class SynthesisConfig:
     blend: dict = field(default_factory=dict)
     morph: dict = field(default_factory=dict)
     placement: PlacementRules = field(default_factory=PlacementRules)
-    noise_match: bool = False
+    texture: bool = True
     hu_range: tuple[float, float] = (-1024.0, 3071.0)
 
     def __post_init__(self) -> None:
@@ -173,19 +175,6 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
     return planned, wanted
 
 
-def host_lung_noise_hu(host: Any) -> float:
-    """The host lung's noise std (HU), measured once and kept in ``host.record``."""
-    if "lung_noise_hu" not in host.record:
-        from ..morphology import bounding_box
-        from .blending import estimate_noise_hu
-        lungs = host.lungs.array > 0
-        box = bounding_box(lungs)
-        if box is None:
-            raise InputError(f"host {host.record.get('id')}: no lung voxels to measure noise on")
-        host.record["lung_noise_hu"] = round(estimate_noise_hu(host.image.array[box], lungs[box]), 3)
-    return float(host.record["lung_noise_hu"])
-
-
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
                config: SynthesisConfig | None = None, key: Any = None) -> Case:
     """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
@@ -202,11 +191,11 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         label[host.tumors.array > 0] = TUMOR_CLASS
     instances = xp.zeros(image.shape, dtype=np.uint16)
     planned, wanted = sample_placements(host, seed_bank, rng, config)
-    noise_hu = host_lung_noise_hu(host) if config.noise_match else None
+    texture = host_noise(host) if config.texture else None
     tumors = []
     for k, tumor in enumerate(planned, start=1):
         done = insert(image, label, instances, tumor.morphed, tumor.placement.offset, k, host.image.spacing,
-                      method=config.method, hu_range=config.hu_range, rng=rng, noise_hu=noise_hu,
+                      method=config.method, hu_range=config.hu_range, rng=rng, texture=texture,
                       **config.blend)
         centre = host.image.voxel_to_world(np.asarray(tumor.placement.centre_voxel))
         tumors.append({
@@ -227,7 +216,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         "synthlung_version": __version__,
         "random_key": key,
         "host": {"id": host.record.get("id"), "sha256": host.record.get("sha256")},
-        "host_lung_noise_hu": noise_hu,
+        "host_noise_hu": None if texture is None else texture.std_hu,
         "tumors_requested": wanted,
         "tumors_inserted": len(tumors),
         "tumors": tumors,

@@ -1,0 +1,195 @@
+"""A host's soft-tissue noise: standard deviation (HU) and noise power spectrum (HU^2 mm^3).
+
+Measured once per host on homogeneous soft tissue (muscle, not lung, whose noise
+differs): voxels whose local mean (Gaussian, sigma 1 voxel) lies in
+``SOFT_TISSUE_HU``, more than ``EDGE_MM`` from anything else. The noise there is
+the image minus its local mean (a Gaussian of ``DETREND_VOX`` voxels normalised
+within the mask, so edges do not leak in). Its masked autocorrelation (by FFT,
+lags up to ``LAG_VOX`` voxels) gives the variance (lag 0) and, Hann-windowed and
+Fourier-transformed, the 3-D noise power spectrum, kept as a table over in-plane
+radial frequency and frequency along the scan axis (cycles/mm): CT noise is
+rotationally symmetric in the slice plane, not across it.
+
+:func:`correlated_noise` draws white noise from a generator and shapes it by the
+table (``xp.fft``: NumPy or CuPy). Everything runs on the image's device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..backend import array_module, asnumpy
+from ..errors import InputError
+from ..morphology import bounding_box, distance_mm, ndimage_for
+
+SOFT_TISSUE_HU = (-20.0, 120.0)
+"""Local-mean HU range of the soft tissue the noise is measured on (muscle, solid organs)."""
+EDGE_MM = 3.0
+"""How far (mm) measured voxels stay from fat, bone, air, lung and contrast blood."""
+DETREND_VOX = 3.0
+"""Sigma (voxels) of the local mean taken off before the noise is measured."""
+LAG_VOX = 6
+"""Largest autocorrelation lag (voxels) per axis: CT noise decorrelates within 2-3 voxels."""
+
+
+@dataclass(frozen=True)
+class NoiseSpectrum:
+    """Noise std (HU) and its power spectrum table ``nps[i][j]`` (HU^2 mm^3) at in-plane
+    frequency ``f_inplane[i]`` and scan-axis frequency ``f_axial[j]`` (cycles/mm).
+
+    ``scan_axis``: the array axis across the slices; ``n_voxels``: voxels measured.
+    """
+
+    std_hu: float
+    scan_axis: int
+    f_inplane: tuple
+    f_axial: tuple
+    nps: tuple
+    n_voxels: int
+
+    def to_record(self) -> dict:
+        """JSON-ready form (what ``host.record["soft_tissue_noise"]`` holds)."""
+        return {"std_hu": self.std_hu, "scan_axis": self.scan_axis, "f_inplane": list(self.f_inplane),
+                "f_axial": list(self.f_axial), "nps": [list(r) for r in self.nps], "n_voxels": self.n_voxels}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "NoiseSpectrum":
+        return cls(float(record["std_hu"]), int(record["scan_axis"]), tuple(record["f_inplane"]),
+                   tuple(record["f_axial"]), tuple(tuple(r) for r in record["nps"]), int(record["n_voxels"]))
+
+    def profiles(self) -> tuple[np.ndarray, np.ndarray]:
+        """1-D spectra: in-plane (mean over scan-axis frequency) and along the scan axis
+        (mean over in-plane frequency), each normalised to unit sum."""
+        p = np.maximum(np.asarray(self.nps, dtype=np.float64), 0.0)
+        inplane, axial = p.mean(axis=1), p.mean(axis=0)
+        return inplane / max(inplane.sum(), 1e-30), axial / max(axial.sum(), 1e-30)
+
+
+def scan_axis(affine: np.ndarray) -> int:
+    """The array axis whose direction is closest to world z (across axial slices)."""
+    cols = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return int(np.argmax(np.abs(cols[2]) / np.linalg.norm(cols, axis=0)))
+
+
+def soft_tissue_mask(image: Any, spacing_mm: tuple[float, float, float]) -> Any:
+    """Homogeneous soft tissue: local mean in ``SOFT_TISSUE_HU``, ``EDGE_MM`` away from other tissue."""
+    xp = array_module(image)
+    smooth = ndimage_for(xp).gaussian_filter(image.astype(xp.float32), 1.0)
+    tissue = (smooth >= SOFT_TISSUE_HU[0]) & (smooth <= SOFT_TISSUE_HU[1])
+    return distance_mm(tissue, spacing_mm) > EDGE_MM
+
+
+def detrended(image: Any, mask: Any, sigma_vox: float = DETREND_VOX) -> Any:
+    """``image`` minus its local mean (Gaussian of ``sigma_vox``, normalised within ``mask``), 0 outside."""
+    xp = array_module(image)
+    ndi = ndimage_for(xp)
+    m = mask.astype(xp.float32)
+    img = image.astype(xp.float32) * m
+    mean = ndi.gaussian_filter(img, sigma_vox) / xp.maximum(ndi.gaussian_filter(m, sigma_vox), 1e-6)
+    return (img - mean) * m
+
+
+def detrended_std_hu(image: Any, mask: Any, sigma_vox: float = DETREND_VOX) -> float:
+    """Noise std (HU) inside ``mask``: RMS of :func:`detrended` there (0 for an empty mask)."""
+    xp = array_module(image)
+    n = int(mask.sum())
+    if n == 0:
+        return 0.0
+    x = detrended(image, mask, sigma_vox)
+    return float(xp.sqrt((x * x).sum() / n))
+
+
+def _lags(a: Any, lag: int) -> Any:
+    """The lags -lag..lag of a circular correlation array, per axis (centre at index ``lag``)."""
+    xp = array_module(a)
+    for axis, n in enumerate(a.shape):
+        a = xp.take(a, xp.asarray(np.arange(-lag, lag + 1) % n), axis=axis)
+    return a
+
+
+def measure_spectrum(image: Any, mask: Any, spacing_mm: tuple[float, float, float], axis: int,
+                     lag: int = LAG_VOX, min_voxels: int = 1000) -> NoiseSpectrum:
+    """Noise std and power spectrum inside ``mask`` (see module doc); ``axis`` is the scan axis."""
+    xp = array_module(image)
+    box = bounding_box(mask, pad=(lag,) * 3)
+    if box is None or int(mask.sum()) < min_voxels:
+        raise InputError(f"noise spectrum: {int(mask.sum())} voxels of homogeneous tissue, "
+                         f"need >= {min_voxels}")
+    m = mask[box].astype(xp.float32)
+    x = detrended(image[box], mask[box])
+    shape = tuple(n + lag for n in m.shape)  # zero padding: correlations do not wrap
+    fx, fm = xp.fft.rfftn(x, s=shape, axes=(0, 1, 2)), xp.fft.rfftn(m, s=shape, axes=(0, 1, 2))
+    num = _lags(xp.fft.irfftn(fx * xp.conj(fx), s=shape, axes=(0, 1, 2)), lag)
+    den = _lags(xp.fft.irfftn(fm * xp.conj(fm), s=shape, axes=(0, 1, 2)), lag)
+    acf = asnumpy(num / xp.maximum(den, 1.0)).astype(np.float64)
+    k = np.arange(-lag, lag + 1)
+    hann = 0.5 * (1.0 + np.cos(np.pi * k / (lag + 1)))
+    window = hann[:, None, None] * hann[None, :, None] * hann[None, None, :]
+    nps3 = np.real(np.fft.fftn(np.fft.ifftshift(acf * window))) * float(np.prod(spacing_mm))
+    n = 2 * lag + 1
+    freqs = [np.fft.fftfreq(n, s) for s in spacing_mm]
+    grid = np.meshgrid(*freqs, indexing="ij")
+    plane = [a for a in range(3) if a != axis]
+    step_r = 1.0 / (n * float(np.mean([spacing_mm[a] for a in plane])))
+    ring = np.rint(np.hypot(grid[plane[0]], grid[plane[1]]) / step_r).astype(int)
+    fz = np.abs(grid[axis])
+    step_z = 1.0 / (n * spacing_mm[axis])
+    zbin = np.rint(fz / step_z).astype(int)
+    sums = np.zeros((ring.max() + 1, zbin.max() + 1))
+    counts = np.zeros_like(sums)
+    np.add.at(sums, (ring.ravel(), zbin.ravel()), nps3.ravel())
+    np.add.at(counts, (ring.ravel(), zbin.ravel()), 1.0)
+    table = np.maximum(sums / np.maximum(counts, 1.0), 0.0)
+    return NoiseSpectrum(std_hu=round(float(np.sqrt(acf[lag, lag, lag])), 4), scan_axis=int(axis),
+                         f_inplane=tuple(round(i * step_r, 6) for i in range(table.shape[0])),
+                         f_axial=tuple(round(j * step_z, 6) for j in range(table.shape[1])),
+                         nps=tuple(tuple(round(float(v), 4) for v in row) for row in table),
+                         n_voxels=int(mask.sum()))
+
+
+def host_noise(host: Any) -> NoiseSpectrum:
+    """The host's soft-tissue noise, measured once and kept in ``host.record["soft_tissue_noise"]``."""
+    if "soft_tissue_noise" not in host.record:
+        image, spacing = host.image.array, host.image.spacing
+        mask = soft_tissue_mask(image, spacing)
+        try:
+            spec = measure_spectrum(image, mask, spacing, scan_axis(host.image.affine))
+        except InputError as exc:
+            raise InputError(f"host {host.record.get('id')}: {exc}") from None
+        host.record["soft_tissue_noise"] = spec.to_record()
+    return NoiseSpectrum.from_record(host.record["soft_tissue_noise"])
+
+
+def _interp(xp: Any, table: Any, step: float, f: Any) -> tuple[Any, Any, Any]:
+    """Linear interpolation indices/weights of frequencies ``f`` on a table of ``step`` spacing."""
+    u = xp.clip(f / step, 0.0, table - 1.0)
+    i0 = xp.minimum(xp.floor(u).astype(xp.int64), max(int(table) - 2, 0))
+    return i0, xp.minimum(i0 + 1, int(table) - 1), (u - i0).astype(xp.float32)
+
+
+def correlated_noise(shape: tuple[int, int, int], spacing_mm: tuple[float, float, float],
+                     spectrum: NoiseSpectrum, normal: Any) -> Any:
+    """Noise of unit std with the spectrum's shape on a box of ``shape`` voxels.
+
+    ``normal``: standard normal numbers of that shape (the case generator's, on the
+    wanted device); they are filtered by the square root of the spectrum, bilinearly
+    interpolated at each FFT frequency of the box (periodic, so stationary everywhere).
+    """
+    xp = array_module(normal)
+    axis = spectrum.scan_axis
+    plane = [a for a in range(3) if a != axis]
+    f = [xp.fft.fftfreq(int(n), float(s)).astype(xp.float32) for n, s in zip(shape, spacing_mm)]
+    grid = xp.meshgrid(*f, indexing="ij")
+    table = xp.asarray(np.asarray(spectrum.nps, dtype=np.float32))
+    fr, fz = spectrum.f_inplane, spectrum.f_axial
+    step_r = fr[1] - fr[0] if len(fr) > 1 else 1.0
+    step_z = fz[1] - fz[0] if len(fz) > 1 else 1.0
+    r0, r1, wr = _interp(xp, len(fr), step_r, xp.hypot(grid[plane[0]], grid[plane[1]]))
+    z0, z1, wz = _interp(xp, len(fz), step_z, xp.abs(grid[axis]))
+    power = ((1 - wr) * ((1 - wz) * table[r0, z0] + wz * table[r0, z1])
+             + wr * ((1 - wz) * table[r1, z0] + wz * table[r1, z1]))
+    gain = xp.sqrt(xp.maximum(power, 0.0))
+    gain /= xp.maximum(xp.sqrt(xp.mean(gain * gain)), 1e-12)
+    return xp.real(xp.fft.ifftn(xp.fft.fftn(normal) * gain)).astype(xp.float32)
