@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..hosts.noise import host_noise
 from ..volume import Volume
 from .insertion import TUMOR_CLASS, insert
-from .morphing import MorphParams, morph
+from .morphing import MorphParams, morph, thick_slice_axis
 from .placement import (
     CentreSampler,
     Placement,
@@ -160,7 +160,7 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
         for _ in range(config.seed_draws_per_tumor):
             index = int(rng.integers(len(seed_bank)))
             seed = _seed_on(seed_bank[index], xp)
-            params = MorphParams.sample(rng, **config.morph)
+            params = MorphParams.sample(rng, slice_axis=thick_slice_axis(seed, spacing), **config.morph)
             morphed = morph(seed, params, target=host.image.affine)
             mask = morphed.mask.array.astype(bool)
             if not bool(mask.any()):
