@@ -147,6 +147,17 @@ def test_core_held_poisson_keeps_tumour_hu_textbook_shifts_it():
     assert seed_core - text.image[core].mean() > 100
 
 
+def test_poisson_changes_nothing_outside_the_label_by_default():
+    method = "poisson"
+    host, seed, soft = _scene()
+    res = blend(host, seed, soft, method=method, spacing_mm=(1.5,) * 3)
+    outside = soft < 0.5
+    assert not res.region[outside].any()
+    assert np.array_equal(res.image[outside], host[outside])
+    wide = blend(host, seed, soft, method=method, spacing_mm=(1.5,) * 3, margin_mm=3.0)
+    assert np.abs(wide.image - host)[outside].max() > 5.0  # the 3 mm margin does change the lung
+
+
 def test_poisson_margin_is_anisotropic_in_mm():
     host, seed, soft = _scene()
     res = blend(host, seed, soft, method="poisson", spacing_mm=(3.0, 1.0, 1.0), margin_mm=3.0)

@@ -5,10 +5,13 @@ differs): voxels whose local mean (Gaussian, sigma 1 voxel) lies in
 ``SOFT_TISSUE_HU``, more than ``EDGE_MM`` from anything else. The noise there is
 the image minus its local mean (a Gaussian of ``DETREND_VOX`` voxels normalised
 within the mask, so edges do not leak in). Its masked autocorrelation (by FFT,
-lags up to ``LAG_VOX`` voxels) gives the variance (lag 0) and, Hann-windowed and
-Fourier-transformed, the 3-D noise power spectrum, kept as a table over in-plane
-radial frequency and frequency along the scan axis (cycles/mm): CT noise is
-rotationally symmetric in the slice plane, not across it.
+lags up to ``LAG_VOX`` voxels), Hann-windowed and Fourier-transformed, gives the
+3-D noise power spectrum; dividing by the power the detrending kept
+(``|1 - G(f)|^2``, where it kept at least ``MIN_KEPT``; the lowest frequencies take
+their neighbours' value) undoes it, and the spectrum's integral is the variance.
+The spectrum is kept as a table over in-plane radial frequency and frequency
+along the scan axis (cycles/mm): CT noise is rotationally symmetric in the slice
+plane, not across it.
 
 :func:`correlated_noise` draws white noise from a generator and shapes it by the
 table (``xp.fft``: NumPy or CuPy). Everything runs on the image's device.
@@ -32,6 +35,8 @@ DETREND_VOX = 3.0
 """Sigma (voxels) of the local mean taken off before the noise is measured."""
 LAG_VOX = 6
 """Largest autocorrelation lag (voxels) per axis: CT noise decorrelates within 2-3 voxels."""
+MIN_KEPT = 0.3
+"""Frequencies where the detrending kept less power than this are filled from their neighbours."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,12 @@ def _lags(a: Any, lag: int) -> Any:
     return a
 
 
+def _fill_empty(table: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """Entries of ``table`` not ``filled`` take the value of the nearest filled entry (index space)."""
+    near = ndimage_for(np).distance_transform_edt(~filled, return_distances=False, return_indices=True)
+    return table[tuple(near)]
+
+
 def measure_spectrum(image: Any, mask: Any, spacing_mm: tuple[float, float, float], axis: int,
                      lag: int = LAG_VOX, min_voxels: int = 1000) -> NoiseSpectrum:
     """Noise std and power spectrum inside ``mask`` (see module doc); ``axis`` is the scan axis."""
@@ -127,22 +138,28 @@ def measure_spectrum(image: Any, mask: Any, spacing_mm: tuple[float, float, floa
     k = np.arange(-lag, lag + 1)
     hann = 0.5 * (1.0 + np.cos(np.pi * k / (lag + 1)))
     window = hann[:, None, None] * hann[None, :, None] * hann[None, None, :]
-    nps3 = np.real(np.fft.fftn(np.fft.ifftshift(acf * window))) * float(np.prod(spacing_mm))
+    voxel_mm3 = float(np.prod(spacing_mm))
+    nps3 = np.real(np.fft.fftn(np.fft.ifftshift(acf * window))) * voxel_mm3
     n = 2 * lag + 1
     freqs = [np.fft.fftfreq(n, s) for s in spacing_mm]
     grid = np.meshgrid(*freqs, indexing="ij")
+    # Undo the detrending: it kept |1 - G(f)|^2 of the power, G the Gaussian's transfer.
+    kept = (1.0 - np.exp(-2.0 * np.pi ** 2 * sum((DETREND_VOX * s * g) ** 2
+                                                 for s, g in zip(spacing_mm, grid)))) ** 2
+    valid = kept >= MIN_KEPT
+    nps3 = np.where(valid, nps3 / np.maximum(kept, MIN_KEPT), 0.0)
     plane = [a for a in range(3) if a != axis]
     step_r = 1.0 / (n * float(np.mean([spacing_mm[a] for a in plane])))
     ring = np.rint(np.hypot(grid[plane[0]], grid[plane[1]]) / step_r).astype(int)
-    fz = np.abs(grid[axis])
     step_z = 1.0 / (n * spacing_mm[axis])
-    zbin = np.rint(fz / step_z).astype(int)
+    zbin = np.rint(np.abs(grid[axis]) / step_z).astype(int)
     sums = np.zeros((ring.max() + 1, zbin.max() + 1))
     counts = np.zeros_like(sums)
-    np.add.at(sums, (ring.ravel(), zbin.ravel()), nps3.ravel())
-    np.add.at(counts, (ring.ravel(), zbin.ravel()), 1.0)
-    table = np.maximum(sums / np.maximum(counts, 1.0), 0.0)
-    return NoiseSpectrum(std_hu=round(float(np.sqrt(acf[lag, lag, lag])), 4), scan_axis=int(axis),
+    np.add.at(sums, (ring[valid], zbin[valid]), nps3[valid])
+    np.add.at(counts, (ring[valid], zbin[valid]), 1.0)
+    table = _fill_empty(np.maximum(sums / np.maximum(counts, 1.0), 0.0), counts > 0)
+    variance = float(np.where(valid, np.maximum(nps3, 0.0), table[ring, zbin]).mean()) / voxel_mm3
+    return NoiseSpectrum(std_hu=round(float(np.sqrt(variance)), 4), scan_axis=int(axis),
                          f_inplane=tuple(round(i * step_r, 6) for i in range(table.shape[0])),
                          f_axial=tuple(round(j * step_z, 6) for j in range(table.shape[1])),
                          nps=tuple(tuple(round(float(v), 4) for v in row) for row in table),

@@ -2,6 +2,8 @@
 
 * core: mean HU of the tumor voxels more than one voxel inside its surface;
 * halo: mean HU in the ring 2-5 mm outside the tumor, after insertion minus before;
+  and the unlabelled change (:func:`outside_change_hu`): mean absolute change 0-5 mm
+  outside the label, where a halo would be unlabelled;
 * edge: the 10-90 % rise distance (mm) of the mean HU profile across the surface,
   binned by signed distance to the surface (:func:`rise_distance_mm`), and the same
   split by the surface's direction against the seed's slice axis
@@ -80,6 +82,15 @@ def rise_distance_mm(image: np.ndarray, mask: np.ndarray, spacing_mm: tuple[floa
     d90 = np.interp(0.9, frac[::-1], centres[::-1])
     d10 = np.interp(0.1, frac[::-1], centres[::-1])
     return float(d10 - d90)
+
+
+def outside_change_hu(before: np.ndarray, after: np.ndarray, mask: np.ndarray,
+                      spacing_mm: tuple[float, float, float], outer_mm: float = 5.0) -> float:
+    """Mean |after - before| (HU) over the voxels within ``outer_mm`` outside the label."""
+    d = signed_distance_mm(np.asarray(mask, dtype=bool), spacing_mm)
+    band = (d > 0) & (d <= outer_mm)
+    diff = np.abs(np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64))
+    return float(diff[band].mean())
 
 
 def deep_core(mask: np.ndarray, spacing_mm: tuple[float, float, float], depth_mm: float = DEEP_MM) -> np.ndarray:
@@ -220,6 +231,9 @@ class RealismReport:
     rise_along_mm: float = float("nan")
     rise_across_mm: float = float("nan")
     vessel_continuity: float = float("nan")
+    outside_change_hu: float = float("nan")
+    inplane_overlap: float = float("nan")
+    axial_overlap: float = float("nan")
 
     @property
     def core_error_hu(self) -> float:
@@ -237,12 +251,13 @@ class RealismReport:
 
 def realism(before: np.ndarray, after: np.ndarray, seed_image: np.ndarray, mask: np.ndarray,
             spacing_mm: tuple[float, float, float], affine: np.ndarray | None = None,
-            slice_axis: np.ndarray | None = None) -> RealismReport:
+            slice_axis: np.ndarray | None = None, host_spectrum: NoiseSpectrum | None = None) -> RealismReport:
     """Compare a host box before and after insertion of a tumor (``mask``, box voxels).
 
     ``seed_image`` is the morphed seed on the same box, whose core HU the inserted
     tumor should keep. With the box's ``affine`` and the seed's ``slice_axis``
-    (world unit vector, :func:`slice_axis_after`) the thick-slice measures are taken too.
+    (world unit vector, :func:`slice_axis_after`) the thick-slice measures are taken too;
+    with the host's soft-tissue ``host_spectrum``, the spectra's overlaps.
     """
     mask = np.asarray(mask, dtype=bool)
     core = core_mask(mask)
@@ -253,6 +268,9 @@ def realism(before: np.ndarray, after: np.ndarray, seed_image: np.ndarray, mask:
         along, across = edge_rise_along_across(after, mask, affine, slice_axis)
         extra = {"hu_change_ratio": hu_change_ratio(after, deep_core(mask, spacing_mm), affine, slice_axis),
                  "rise_along_mm": along, "rise_across_mm": across}
+    if host_spectrum is not None:
+        agree = spectrum_agreement(tumor_spectrum(after, mask, spacing_mm, host_spectrum.scan_axis), host_spectrum)
+        extra.update(inplane_overlap=agree["inplane_overlap"], axial_overlap=agree["axial_overlap"])
     return RealismReport(
         core_hu=float(after[core].mean()),
         seed_core_hu=float(np.asarray(seed_image, dtype=np.float64)[core].mean()),
@@ -261,6 +279,7 @@ def realism(before: np.ndarray, after: np.ndarray, seed_image: np.ndarray, mask:
         rise_mm=rise_distance_mm(after, mask, spacing_mm),
         noise_hu=tumor_noise_hu(after, mask, spacing_mm),
         vessel_continuity=vessel_continuity(before, after, mask, spacing_mm),
+        outside_change_hu=outside_change_hu(before, after, mask, spacing_mm),
         **extra,
     )
 
@@ -281,7 +300,8 @@ def evaluate_methods(host: Any, seed_bank: Any, rng: np.random.Generator,
 
     config = config or SynthesisConfig()
     planned, _ = sample_placements(host, seed_bank, rng, config)
-    texture = host_noise(host) if config.texture else None
+    spectrum = host_noise(host)
+    texture = spectrum if config.texture else None
     noise_key = int(rng.integers(2**63))
     spacing = host.image.spacing
     reports: dict[str, list[RealismReport]] = {}
@@ -299,5 +319,6 @@ def evaluate_methods(host: Any, seed_bank: Any, rng: np.random.Generator,
             seed = seed_bank[seed_bank.ids.index(tumor.seed_id)]
             axis = slice_axis_after(seed.image.affine, tumor.params.linear())
             reports[method].append(realism(host.image.array[region], image[region], tumor.morphed.image.array,
-                                           tumor.morphed.mask.array, spacing, host.image.affine, axis))
+                                           tumor.morphed.mask.array, spacing, host.image.affine, axis,
+                                           spectrum))
     return reports
