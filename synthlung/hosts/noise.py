@@ -197,7 +197,8 @@ def correlated_noise(shape: tuple[int, int, int], spacing_mm: tuple[float, float
     xp = array_module(normal)
     axis = spectrum.scan_axis
     plane = [a for a in range(3) if a != axis]
-    f = [xp.fft.fftfreq(int(n), float(s)).astype(xp.float32) for n, s in zip(shape, spacing_mm)]
+    f = [xp.fft.fftfreq(int(n), float(s)).astype(xp.float32) for n, s in zip(shape[:2], spacing_mm[:2])]
+    f.append(xp.fft.rfftfreq(int(shape[2]), float(spacing_mm[2])).astype(xp.float32))
     grid = xp.meshgrid(*f, indexing="ij")
     table = xp.asarray(np.asarray(spectrum.nps, dtype=np.float32))
     fr, fz = spectrum.f_inplane, spectrum.f_axial
@@ -207,6 +208,13 @@ def correlated_noise(shape: tuple[int, int, int], spacing_mm: tuple[float, float
     z0, z1, wz = _interp(xp, len(fz), step_z, xp.abs(grid[axis]))
     power = ((1 - wr) * ((1 - wz) * table[r0, z0] + wz * table[r0, z1])
              + wr * ((1 - wz) * table[r1, z0] + wz * table[r1, z1]))
-    gain = xp.sqrt(xp.maximum(power, 0.0))
-    gain /= xp.maximum(xp.sqrt(xp.mean(gain * gain)), 1e-12)
-    return xp.real(xp.fft.ifftn(xp.fft.fftn(normal) * gain)).astype(xp.float32)
+    # the half spectrum stands for the whole: interior columns twice (Parseval), for unit std
+    twice = np.full(len(f[2]), 2.0, np.float32)
+    twice[0] = 1.0
+    if shape[2] % 2 == 0:
+        twice[-1] = 1.0
+    power = xp.maximum(power, 0.0)
+    total = float((power * xp.asarray(twice)).sum()) / float(np.prod(shape))
+    gain = xp.sqrt(power / max(total, 1e-30)).astype(xp.float32)
+    spectrum_of = xp.fft.rfftn(normal, axes=(0, 1, 2))
+    return xp.fft.irfftn(spectrum_of * gain, s=tuple(int(n) for n in shape), axes=(0, 1, 2)).astype(xp.float32)

@@ -43,7 +43,7 @@ from ..backend import array_module, resolve_backend
 from ..errors import InputError
 from ..hosts.noise import NoiseSpectrum
 from ..kernels import blend as _kernel
-from ..morphology import distance_mm, ndimage_for
+from ..morphology import bounding_box, distance_mm, ndimage_for
 from .texture import add_host_noise, continue_vessels, denoise_seed
 
 METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
@@ -108,8 +108,9 @@ def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha
     soft = xp.clip(soft_mask_box.astype(xp.float32), 0.0, 1.0)
     tumour = soft >= 0.5
     iterations, residual, kept = 0, 0.0, 0.0
-    if texture is not None and bool(tumour.any()):
-        seed, kept = denoise_seed(seed, tumour, spacing_mm)
+    if texture is not None and bool(tumour.any()):  # on the tumour's box: a few % of a seed's box
+        near = bounding_box(tumour, pad=(1, 1, 1))
+        seed[near], kept = denoise_seed(seed[near], tumour[near], spacing_mm)
     if not bool(tumour.any()) and method != "alpha":
         return BlendResult(image=xp.clip(host, lo, hi), region=xp.zeros(host.shape, bool))
 
@@ -144,10 +145,13 @@ def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha
         weight = xp.where(region, _steepened(soft, soft_gain), xp.float32(0.0))
 
     added, vessels = 0.0, 0
-    if texture is not None:
-        image, added = add_host_noise(image, weight, spacing_mm, texture, kept, rng)
-    if vessel_hu is not None:
-        image, vessels = continue_vessels(image, host, tumour, spacing_mm, vessel_hu, vessel_shell_mm)
+    blended = bounding_box(weight > 0)
+    if texture is not None and blended is not None:
+        image[blended], added = add_host_noise(image[blended], weight[blended], spacing_mm, texture, kept, rng)
+    if vessel_hu is not None and bool(tumour.any()):
+        near = bounding_box(tumour, pad=(3, 3, 3))  # vessels are seen just outside the tumour
+        image[near], vessels = continue_vessels(image[near], host[near], tumour[near], spacing_mm,
+                                                vessel_hu, vessel_shell_mm)
     if texture is not None or vessels:
         image = xp.clip(image, lo, hi)
     return BlendResult(image=image.astype(xp.float32, copy=False), region=region,
