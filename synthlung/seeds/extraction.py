@@ -33,7 +33,7 @@ from ..components import label as label_components
 from ..errors import InputError
 from ..morphology import signed_distance_mm
 from ..volume import Volume
-from .reslice import RESLICE_MM, needs_reslice, reslice
+from .reslice import RESLICE_MM, needs_reslice, reslice_stack
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +105,7 @@ def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_vol
     axis: ``ceil(margin_mm / spacing)`` voxels), clipped to the volume. A crop
     whose slices are thicker than twice its finest spacing and than ``reslice_mm``
     is resliced to slices of at most ``reslice_mm`` (shape-based interpolation,
-    :func:`synthlung.seeds.reslice.reslice`); None keeps every crop as it is.
+    :func:`synthlung.seeds.reslice.reslice_stack`); None keeps every crop as it is.
     ``case_id`` and ``source`` (e.g. file paths and sha256s) go into each record.
     Volumes are read on the host (CuPy volumes are copied explicitly).
     """
@@ -151,7 +151,7 @@ def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_vol
         }
         pixels, affine, seed_spacing = np.ascontiguousarray(img[box]), crop.affine, spacing
         if needs_reslice(spacing, reslice_mm):
-            fine, mask, axis, k = reslice(pixels, mask, spacing, reslice_mm)
+            fine, mask, axis, k = reslice_stack(pixels, mask, spacing, reslice_mm)
             if np.issubdtype(pixels.dtype, np.integer):
                 fine = np.rint(fine)
             pixels = fine.astype(pixels.dtype)

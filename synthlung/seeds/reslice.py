@@ -101,7 +101,7 @@ def _volume_offset(phi: np.ndarray, volume_mm3: float, voxel_mm3: float, reach_m
     return 0.5 * (lo + hi)
 
 
-def reslice(image: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float, float, float],
+def reslice_stack(image: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float, float, float],
             target_mm: float = RESLICE_MM) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Reslice a thick-slice seed crop (see module doc).
 
