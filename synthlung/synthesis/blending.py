@@ -21,10 +21,10 @@ Methods (the issue's realism numbers decide the default, see ``docs``):
   by one voxel, or by ``core_erosion_mm``) held at the seed's HU, so only the
   ring is solved with the seed's gradients (``mixed``: the stronger of host and
   seed per face, so host vessels crossing the ring survive). The margin is 0 by
-  default (``margin_mm=None``): the solve stays inside the label. With 3 mm it left a +19.5 HU halo
-  2-5 mm outside the tumour, which the label did not include (lung1 into the
-  chest CT, 4 draws; with 0: +0.0 HU and an edge rise 3.13 mm against alpha's
-  3.09 mm, so alpha stays the default).
+  default (``margin_mm=None``): the solve stays inside the label. With 3 mm it
+  left a +25.9 HU halo 2-5 mm outside lung1's tumour in the chest CT (+41.7 HU
+  scaled 3x; 5 draws), which the label did not include; with 0 nothing outside
+  the label changes (``benchmarks/RESULTS.md``).
 * ``poisson-textbook``: the same without the core held (the seed shifts by the
   difference of the two backgrounds; for comparison), with a 3 mm margin by
   default: held at the label it would also shift by the seed's own edge.
