@@ -34,14 +34,15 @@ class ComponentStats:
         return int(self.counts.shape[0])
 
 
-def label(mask: Any, connectivity: int = 26, backend: str | None = None) -> tuple[Any, int]:
+def label(mask: Any, connectivity: int | None = None, backend: str | None = None) -> tuple[Any, int]:
     """Connected components of a 3-D (or 2-D) mask; any non-zero value is foreground.
 
-    ``connectivity``: 6, 18 or 26 for 3-D masks; 4 or 8 for 2-D masks. Returns
+    ``connectivity``: 6, 18 or 26 (default) for 3-D masks; 4 or 8 (default) for 2-D masks. Returns
     ``(labels, n)``: ``uint32`` labels of the mask's shape and type, components
     numbered 1..n by their first voxel in C order (as ``scipy.ndimage.label``).
     """
     arr = to_array(mask)
+    connectivity = (8 if arr.ndim == 2 else 26) if connectivity is None else connectivity
     if arr.ndim == 2:
         if connectivity not in _CONNECTIVITY_2D:
             raise InputError(f"connectivity={connectivity!r}: expected 4 or 8 for a 2-D mask")

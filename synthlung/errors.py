@@ -21,3 +21,11 @@ class MissingExtraError(SynthlungError, ImportError):
         )
         self.module = module
         self.extra = extra
+
+
+class OutputError(SynthlungError, OSError):
+    """An output cannot be written (disk full, no permission); the message names the path."""
+
+
+class BusyError(SynthlungError):
+    """Another synthlung run holds the output folder's writer lock; the message names the folder and run."""

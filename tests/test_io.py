@@ -13,7 +13,7 @@ import pytest
 from _dicomgen import set_tag, write_series
 from synthlung import Volume, load, save
 from synthlung.errors import InputError
-from synthlung.io import RawUnitsWarning, to_canonical
+from synthlung.io import to_canonical
 
 
 def world_grid(volume: Volume) -> np.ndarray:
@@ -178,15 +178,17 @@ def test_missing_and_unknown_paths(tmp_path):
         save(Volume(np.zeros((2, 2, 2)), np.eye(4)), tmp_path / "x.nhdr")
 
 
-def test_raw_units_warning_names_file_and_range(tmp_path, lung1_paths):
+def test_raw_units_refused_unless_rescaled(tmp_path, lung1_paths):
     vol = load(lung1_paths[0])
     raw = vol.with_array((vol.array.astype(np.int32) + 1024).astype(np.uint16))
     save(raw, tmp_path / "raw.nii.gz")
     lo, hi = int(raw.array.min()), int(raw.array.max())
-    with pytest.warns(RawUnitsWarning, match=rf"raw\.nii\.gz.*{lo}\.\.{hi}"):
+    with pytest.raises(InputError, match=rf"raw\.nii\.gz: values range {lo}\.\.{hi} .*raw stored units.*hu_rescale"):
         load(tmp_path / "raw.nii.gz")
+    again = load(tmp_path / "raw.nii.gz", hu_rescale=(1, -1024))
+    assert again.array.dtype == np.int16 and np.array_equal(again.array, vol.array)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", RawUnitsWarning)
+        warnings.simplefilter("error")
         load(lung1_paths[0])
         load(lung1_paths[1])                 # a 0/1 label is not flagged
 
@@ -270,3 +272,30 @@ def test_dicom_bad_series(tmp_path, breaker, message):
     breaker(folder, paths)
     with pytest.raises(InputError, match=message):
         load(folder)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_nifti_writing_is_nibabels_file_gzipped_deterministically(tmp_path, order):
+    """ISA-L gzip: nibabel reads it back exactly, the bytes repeat, and unzipped it is nib.save's file."""
+    import gzip
+    rng = np.random.default_rng(0)
+    affine = oblique_affine()
+    for dtype in (np.int16, np.uint8, np.uint16, np.float32):
+        array = np.asarray(rng.integers(0, 200, (23, 19, 11)), dtype=dtype, order=order)
+        save(Volume(array, affine), tmp_path / "a.nii.gz")
+        first = (tmp_path / "a.nii.gz").read_bytes()
+        save(Volume(array, affine), tmp_path / "a.nii.gz")
+        assert (tmp_path / "a.nii.gz").read_bytes() == first and first[:2] == b"\x1f\x8b"
+        img = nib.load(tmp_path / "a.nii.gz")
+        assert img.get_data_dtype() == dtype
+        np.testing.assert_array_equal(np.asarray(img.dataobj), array)
+        np.testing.assert_allclose(img.affine, affine, atol=1e-6)
+        save(Volume(array, affine), tmp_path / "a.nii")  # uncompressed on request
+        raw = (tmp_path / "a.nii").read_bytes()
+        assert gzip.decompress(first) == raw
+        ref = nib.Nifti1Image(array, affine)
+        ref.header.set_xyzt_units("mm")
+        ref.set_sform(affine, code=1)
+        ref.set_qform(affine, code=1)
+        nib.save(ref, tmp_path / "ref.nii")
+        assert (tmp_path / "ref.nii").read_bytes() == raw

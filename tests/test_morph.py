@@ -207,3 +207,37 @@ def test_lung1_to_isotropic_and_back_keeps_centroid(lung1_paths):
     c0 = _centroid_mm(seed.mask)
     assert np.linalg.norm(_centroid_mm(iso.mask) - c0) < 0.5
     assert np.linalg.norm(_centroid_mm(back.mask) - c0) < 0.5
+
+
+def _volume_factor_per_voxel(seed, params, lattice):
+    """Oracle: mean of 1 / det(I + grad d) over every tumour voxel, to the power -1/3."""
+    from synthlung.kernels.warp import bspline_basis
+    ctrl, lin = params.control_mm, params.linear()
+    lat, lat_inv = lattice[:3, :3], np.linalg.inv(lattice[:3, :3])
+    step = params.elastic_spacing_mm / np.linalg.norm(lat, axis=0)
+    ijk = np.argwhere(seed.mask.array).astype(np.float64)
+    n = np.asarray(ctrl.shape[1:])
+    u = ((seed.mask.voxel_to_world(ijk) - _centroid_mm(seed.mask)) @ lin.T @ lat_inv.T) / step + (n - 1) / 2
+    vals = [bspline_basis(u[:, a], n[a]) for a in range(3)]
+    ders = [bspline_basis(u[:, a], n[a], derivative=True) / step[a] for a in range(3)]
+    grad = np.stack([np.einsum("na,nb,nc,dabc->nd", *(ders[a] if b == a else vals[b] for b in range(3)), ctrl)
+                     for a in range(3)], axis=-1)
+    return float(np.mean(1.0 / np.linalg.det(np.eye(3) + grad @ lat_inv)) ** (-1.0 / 3.0))
+
+
+@pytest.mark.parametrize("strong", [False, True], ids=["default ranges", "2-3 mm on an 8-14 mm grid"])
+def test_volume_factor_matches_per_voxel_mean(strong):
+    """The control-grid quadrature of the volume correction against the mean over every voxel."""
+    kw = dict(elastic_spacing_mm=(8.0, 14.0), elastic_magnitude_mm=(2.0, 3.0)) if strong else {}
+    target = np.diag([0.9, 1.1, 1.3, 1.0])
+    errors, changes = [], []
+    for state in range(6):
+        seed = _blob_seed((25, 23, 9), ANISO, (9.0, 7.0, 6.0), noise_seed=state)
+        params = MorphParams.sample(np.random.default_rng(state), **kw)
+        if params.control_mm is None:
+            continue
+        want = _volume_factor_per_voxel(seed, params, target)
+        errors.append(morph(seed, params, target=target).record["elastic_volume_factor"] / want - 1.0)
+        changes.append(abs(want - 1.0))
+    assert len(errors) >= 4 and max(changes) > 2e-3  # the fields really change the volume
+    assert np.abs(errors).max() < (5e-3 if strong else 5e-4)

@@ -115,3 +115,36 @@ def test_realism_measures_edges_halo_and_core():
     halo = sharp + 100.0 * (ndi.distance_transform_edt(~mask) <= 5) * ~mask
     rep = realism(sharp, halo - 30.0 * mask, sharp, mask, spacing)
     assert rep.halo_hu == pytest.approx(100.0) and rep.core_error_hu == pytest.approx(-30.0)
+
+
+def test_fortran_ordered_host_gives_the_same_case_in_its_own_order(host, seed_bank):
+    """nibabel's Fortran-ordered arrays: same case, outputs kept in Fortran order (no transposing copy)."""
+    import dataclasses
+    fortran = dataclasses.replace(host, **{name: getattr(host, name).with_array(
+        np.asfortranarray(getattr(host, name).array)) for name in ("image", "lungs", "zone", "distance_mm", "tumors")})
+    config = SynthesisConfig(n_tumors=(3,))
+    c = synthesize(host, seed_bank, case_rng(4, 1), config)
+    f = synthesize(fortran, seed_bank, case_rng(4, 1), config)
+    assert c.record["tumors_inserted"] >= 2 and c.record == f.record
+    for a, b in ((c.image, f.image), (c.label, f.label), (c.instances, f.instances)):
+        np.testing.assert_array_equal(a.array, b.array)
+        assert b.array.flags.f_contiguous and a.array.flags.c_contiguous
+
+
+def test_occupancy_reads_boxes_like_a_whole_volume_map():
+    from synthlung.synthesis.case import Occupancy
+    rng = np.random.default_rng(0)
+    shape = (30, 25, 20)
+    tumors = (rng.random(shape) > 0.97).astype(np.uint8) * 2
+    dense = tumors > 0
+    occupancy = Occupancy(tumors, shape, np)
+    for _ in range(4):
+        mask = rng.random((6, 5, 7)) > 0.5
+        offset = tuple(int(rng.integers(0, n - m + 1)) for n, m in zip(shape, mask.shape))
+        occupancy.add(offset, mask)
+        dense[tuple(slice(o, o + m) for o, m in zip(offset, mask.shape))] |= mask
+    for _ in range(20):
+        lo = [int(rng.integers(0, n)) for n in shape]
+        box = tuple(slice(a, int(rng.integers(a + 1, n + 1))) for a, n in zip(lo, shape))
+        np.testing.assert_array_equal(occupancy[box], dense[box])
+    assert not Occupancy(None, shape, np)[0:5, 0:5, 0:5].any()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -261,3 +262,119 @@ if __name__ == "__main__":
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "2"
+
+
+def test_prepared_host_is_kept_per_image_and_gives_the_same_case(ct, bank):
+    """A copy of the same CT hits the cache (no new host); the case equals one made without it."""
+    args = dict(lungs=ct.lungs.array, label=ct.label.array, affine=ct.image.affine)
+    insert = RandInsertTumors(bank, CONFIG, host_cache=1).set_random_state(seed=4)
+    insert(ct.image.array, **args)
+    insert.randomize()
+    cached = insert.apply(ct.image.array.copy(), ct.lungs.array.copy(), ct.label.array.copy(), ct.image.affine)
+    assert (insert.hosts.misses, insert.hosts.hits) == (1, 1)
+    fresh = RandInsertTumors(bank, CONFIG).insert_with_key(insert.key, ct.image.array, **args)
+    for a, b in zip(cached[:3], fresh[:3]):
+        np.testing.assert_array_equal(a, b)
+    assert cached.record == fresh.record
+    other = chest_phantom(shape=SHAPE, spacing_mm=SPACING, n_tumors=0, seed=8)
+    insert(other.image.array, lungs=other.lungs.array, affine=other.image.affine)
+    assert insert.hosts.misses == 2 and len(insert.hosts) == 1  # another CT: prepared, the oldest dropped
+
+
+def _a_whole_tumour_in(patch_instances, record):
+    """Some inserted tumour lies whole in the patch (its voxel count as in the record)."""
+    counts = np.bincount(np.asarray(patch_instances).ravel().astype(np.int64), minlength=len(record["tumors"]) + 1)
+    return any(int(c) == t["tumor_voxels"] for c, t in zip(counts[1:], record["tumors"]))
+
+
+PATCH = (48, 48, 40)
+
+
+@needs_monai
+def test_patch_mode_with_monai_positive_crops(ct, bank):
+    from monai.transforms import Compose, RandCropByPosNegLabeld
+    affine = ct.image.affine
+    data = {"image": _meta(ct.image.array, affine), "lungs": _meta(ct.lungs.array, affine)}
+    pipeline = Compose([
+        RandInsertTumorsd(bank, CONFIG, patch_size=PATCH, lungs_key="lungs", instance_key="instances",
+                          record_key="record"),
+        RandCropByPosNegLabeld(["image", "label", "instances"], label_key="instances", spatial_size=PATCH,
+                               pos=1, neg=0, num_samples=4),
+    ]).set_random_state(seed=3)
+    for _ in range(2):
+        patches = pipeline(data)
+        record = json.loads(patches[0]["record"])
+        window = record["patch_window"]
+        assert record["tumors_inserted"] >= 1 and window["shape"] == list(PATCH)
+        for t in record["tumors"]:  # every box inside the window
+            assert all(w <= o and o + n <= w + s for o, n, w, s in
+                       zip(t["offset_voxels"], t["box_shape"], window["offset_voxels"], window["shape"]))
+        for patch in patches:
+            assert patch["image"].shape == (1, *PATCH)
+            assert _a_whole_tumour_in(patch["instances"], record)
+
+
+def test_patch_mode_with_torchio_label_sampler(ct, bank):
+    tio = pytest.importorskip("torchio")
+    from synthlung.run.torchio_transform import RandomInsertTumors
+
+    subject = tio.Subject(ct=tio.ScalarImage(tensor=torch.from_numpy(ct.image.array)[None], affine=ct.image.affine),
+                          lungs=tio.LabelMap(tensor=torch.from_numpy(ct.lungs.array)[None], affine=ct.image.affine))
+    insert = RandomInsertTumors(bank, CONFIG, patch_size=PATCH, image_name="ct", lungs_name="lungs",
+                                instance_name="instances", record_name="record")
+    assert isinstance(insert, tio.Transform)
+    torch.manual_seed(7)
+    out = insert(subject)
+    torch.manual_seed(7)
+    again = insert(subject)
+    assert torch.equal(out["ct"].data, again["ct"].data) and out["record"] == again["record"]
+    assert torch.equal(subject["ct"].data[0], torch.from_numpy(ct.image.array))  # the input is kept (copy=True)
+    record = json.loads(out["record"])
+    assert record["tumors_inserted"] >= 1 and out["label"].data.dtype == torch.uint8
+    assert torch.equal(out["label"].data > 0, out["instances"].data > 0)
+    sampler = tio.LabelSampler(PATCH, label_name="instances")
+    patches = [p for _, p in zip(range(4), sampler(out))]
+    assert len(patches) == 4 and all(_a_whole_tumour_in(p["instances"].data, record) for p in patches)
+
+
+@needs_monai
+def test_monai_dataloader_workers_repeat_under_torch_seed(tmp_path, bank):
+    """MONAI's worker seeding: the same torch seed and number of workers give the same draws."""
+    script = tmp_path / "loader.py"
+    script.write_text(f"""
+import json, sys, time, numpy as np, torch
+from monai.data import DataLoader, Dataset, MetaTensor
+from synthlung.datasets.phantom import chest_phantom
+from synthlung.run.transforms import RandInsertTumorsd
+
+ph = chest_phantom(shape=(64, 56, 48), spacing_mm=(3.0, 3.0, 3.5), n_tumors=0, seed=2)
+aff = torch.from_numpy(ph.image.affine)
+items = [{{"image": MetaTensor(torch.from_numpy(ph.image.array[None]), affine=aff),
+          "lungs": MetaTensor(torch.from_numpy(ph.lungs.array[None]), affine=aff)}} for _ in range(4)]
+t = RandInsertTumorsd({str(bank.root)!r}, {{"n_tumors": [1]}}, lungs_key="lungs", record_key="record")
+
+def keys(workers):
+    torch.manual_seed(0)
+    context = {{"multiprocessing_context": "fork"}} if workers else {{}}
+    loader = DataLoader(Dataset(items, t), batch_size=1, num_workers=workers, **context)
+    return [json.loads(r)["random_key"] for b in loader for r in b["record"]]
+
+start = time.perf_counter()
+print(json.dumps({{"w0": [keys(0), keys(0)], "w2": [keys(2), keys(2)], "s": time.perf_counter() - start}}))
+""")
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}  # fork-safe threads for forked workers
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    for a, b in (runs["w0"], runs["w2"]):
+        assert a == b and len({tuple(k) for k in a}) == 4
+
+
+def test_copy_false_writes_the_same_case_into_the_input(ct, bank):
+    args = dict(lungs=ct.lungs.array, label=ct.label.array, affine=ct.image.affine)
+    want = RandInsertTumors(bank, CONFIG).set_random_state(seed=9)(ct.image.array, **args)
+    mine = torch.from_numpy(ct.image.array.copy())
+    got = RandInsertTumors(bank, CONFIG, copy=False).set_random_state(seed=9)(mine, **args)
+    assert got[0] is mine and not np.array_equal(mine.numpy(), ct.image.array)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -7,6 +7,7 @@ from typing import Callable, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +19,11 @@ from rich.progress import (
 from .._version import __version__
 from ..errors import SynthlungError
 
+try:  # typer >= 0.2x carries its own click; older typers raise click's exceptions
+    from typer import TyperException as UsageProblem
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import ClickException as UsageProblem
+
 app = typer.Typer(
     name="synthlung",
     help="Synthetic lung-tumor CT: ingest labeled CT, extract tumor seeds and lung hosts, "
@@ -26,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # soft_wrap: a message is never cut into lines
 _state = {"debug": False}
 
 
@@ -43,10 +49,17 @@ def case_updater(bar: Progress, name: str) -> CaseProgress:
     return update
 
 
+def progress_bar(*columns) -> Progress:
+    """A transient progress display on stderr, shown only when stderr is a terminal (a log
+    file or pipe gets nothing from it, so an error stays the only line)."""
+    return Progress(*(columns or PROGRESS_COLUMNS), console=err_console, transient=True,
+                    disable=not err_console.is_terminal)
+
+
 @contextlib.contextmanager
 def case_progress(name: str) -> Iterator[CaseProgress]:
     """A transient per-case progress bar on stderr; yields its ``progress`` callback."""
-    with Progress(*PROGRESS_COLUMNS, console=err_console, transient=True) as bar:
+    with progress_bar() as bar:
         yield case_updater(bar, name)
 
 
@@ -67,19 +80,34 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; errors print one line (a traceback only with ``--debug``). Returns the exit status.
+    """Run the CLI; every error prints one line (a traceback only with ``--debug``). Returns the exit status.
 
-    Typer handles its own exits and usage errors (standalone mode, whichever click
-    it carries); synthlung's errors and OS errors become one readable line.
+    Typer runs outside its standalone mode so that its usage errors (a bad
+    option value, a missing argument) come here too: they, synthlung's errors
+    and OS errors each become one ``error:`` line on stderr, never wrapped,
+    whatever stderr is (terminal, pipe or file).
     """
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name="synthlung", standalone_mode=True)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        status = app(args=args, prog_name="synthlung", standalone_mode=False)
+    except UsageProblem as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # its message is the help text
+            exc.show()
+            return exc.exit_code
+        ctx = getattr(exc, "ctx", None)
+        _error_line(exc.format_message() + (f" (see: {ctx.command_path} --help)" if ctx else ""))
+        return exc.exit_code
+    except typer.Abort:
+        _error_line("aborted")
+        return 1
     except (SynthlungError, OSError) as exc:
         if _state["debug"] or "--debug" in args:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        _error_line(str(exc))
         return 1
-    return 0
+    return status if isinstance(status, int) else 0
+
+
+def _error_line(message: str) -> None:
+    """``error: MESSAGE`` as one line on stderr (line breaks inside the message become spaces)."""
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False)

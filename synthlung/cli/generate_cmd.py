@@ -8,12 +8,11 @@ import typer
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
 )
 
-from ._app import app
+from ._app import app, progress_bar
 
 
 @app.command()
@@ -39,7 +38,7 @@ def generate(
     cfg = SynthesisConfig.from_yaml(config) if config else SynthesisConfig()
     already = len(read_manifest(out)) if resume else 0
     columns = (TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True) as bar:
+    with progress_bar(*columns) as bar:
         task = bar.add_task("cases", total=n, completed=min(already, n))
         entries = run_generate(hosts, seeds, n, out, seed=seed, workers=workers, config=cfg, layout=layout,
                                resume=resume, scheduler=scheduler, address=address, device=device,

@@ -5,10 +5,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import Progress
 
 from ..datasets.catalog import Catalog
-from ._app import PROGRESS_COLUMNS, app, case_progress, case_updater, err_console
+from ._app import app, case_progress, case_updater, err_console, progress_bar
 
 fetch_app = typer.Typer(help="Download public datasets and ingest them.", no_args_is_help=True)
 app.add_typer(fetch_app, name="fetch")
@@ -36,12 +35,16 @@ def ingest_command(
     canonical: bool = typer.Option(False, "--canonical", help="Write RAS NIfTI copies under OUT and use them."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record bad cases in the catalog and go on."),
     label: Optional[Path] = typer.Option(None, "--label", help="Label file of a single image SRC."),
+    hu_rescale: Optional[str] = typer.Option(
+        None, "--hu-rescale", metavar="SLOPE,INTERCEPT",
+        help="The images are not in HU: HU = value * SLOPE + INTERCEPT; HU NIfTI copies are written under OUT."),
 ) -> None:
     """Check, measure and catalog a labeled CT dataset (MSD Task06_Lung, a folder, or one pair)."""
     from ..datasets import ingest
+    rescale = None if hu_rescale is None else hu_rescale.split(",")
     with case_progress("ingest") as progress:
         catalog = ingest(src, out, format=format, canonical=canonical, skip_bad=skip_bad, label=label,
-                         progress=progress)
+                         progress=progress, hu_rescale=rescale)
     _report(catalog)
 
 
@@ -56,7 +59,7 @@ def fetch_msd_lung_command(
 ) -> None:
     """Download the Decathlon Task06_Lung archive (resumable, md5-checked), unpack and ingest it."""
     from ..datasets.fetch import MSD_LUNG_MD5, MSD_LUNG_URL, fetch_msd_lung
-    with Progress(*PROGRESS_COLUMNS, console=err_console, transient=True) as bar:
+    with progress_bar() as bar:
         download = bar.add_task("download MiB", total=None)
         catalog = fetch_msd_lung(dest, out, url=url or MSD_LUNG_URL, md5=md5 or MSD_LUNG_MD5,
                                  canonical=canonical, skip_bad=skip_bad, progress=case_updater(bar, "ingest"),

@@ -8,6 +8,7 @@ Schema (``schema_version`` 1)::
       "format": "msd" | "folder" | "pair",   # the input layout that was ingested
       "source": "/abs/path/of/SRC",
       "canonical": false,                    # true: images/labels are RAS NIfTI copies under OUT
+      "hu_rescale": null,                    # [slope, intercept]: copies under OUT hold value*slope+intercept (HU)
       "n_cases": 3, "n_failed": 0,
       "cases": [
         {
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ class Catalog:
     canonical: bool
     cases: list[CaseRecord]
     synthlung_version: str = ""
+    hu_rescale: tuple[float, float] | None = None
 
     @property
     def failed(self) -> list[CaseRecord]:
@@ -138,6 +140,7 @@ class Catalog:
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "synthlung_version": self.synthlung_version,
                 "format": self.format, "source": self.source, "canonical": self.canonical,
+                "hu_rescale": None if self.hu_rescale is None else list(self.hu_rescale),
                 "n_cases": len(self.cases), "n_failed": len(self.failed),
                 "cases": [c.to_json() for c in self.cases]}
 
@@ -148,10 +151,32 @@ def load_catalog(path: str | os.PathLike) -> Catalog:
     if path.is_dir():
         path = path / CATALOG_NAME
     data = read_json_index(path, "catalog", SCHEMA_VERSION)
+    _require_keys(path, "catalog", data, ("format", "source", "canonical", "cases"))
+    if not isinstance(data["cases"], list):
+        raise InputError(f"{path}: malformed catalog: 'cases' must be a list, got {type(data['cases']).__name__}")
     root = path.parent.resolve()
-    try:
-        cases = [CaseRecord(**entry, root=root) for entry in data["cases"]]
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"{path}: malformed catalog entry: {exc}") from exc
+    known = {f.name for f in fields(CaseRecord)} - {"root"}
+    cases = []
+    for i, entry in enumerate(data["cases"]):
+        where = f"case {i}" + (f" ({entry.get('id')!r})" if isinstance(entry, dict) and "id" in entry else "")
+        _require_keys(path, where, entry, REQUIRED_CASE_KEYS)
+        unknown = sorted(set(entry) - known)
+        if unknown:
+            raise InputError(f"{path}: malformed catalog: {where} has unknown key(s) {', '.join(unknown)}")
+        cases.append(CaseRecord(**entry, root=root))
+    rescale = data.get("hu_rescale")
     return Catalog(path=path, format=data["format"], source=data["source"], canonical=data["canonical"],
-                   cases=cases, synthlung_version=data.get("synthlung_version", ""))
+                   cases=cases, synthlung_version=data.get("synthlung_version", ""),
+                   hu_rescale=None if rescale is None else tuple(rescale))
+
+
+REQUIRED_CASE_KEYS = ("id", "image", "label", "sha256", "source")
+
+
+def _require_keys(path: Path, where: str, entry: object, keys: tuple[str, ...]) -> None:
+    """InputError naming the file, the entry and the keys it lacks."""
+    if not isinstance(entry, dict):
+        raise InputError(f"{path}: malformed catalog: {where} must be an object, got {type(entry).__name__}")
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        raise InputError(f"{path}: malformed catalog: {where} lacks key(s) {', '.join(missing)}")

@@ -3,13 +3,15 @@
 Each case's image and label are read, checked against each other (same shape,
 same grid within 1e-3 mm, label values 0/1 only) and measured. With
 ``canonical=True`` RAS NIfTI copies are written under ``OUT/images`` and
-``OUT/labels`` (atomically) and the catalog points to them. A rerun reuses a
+``OUT/labels`` (atomically) and the catalog points to them; ``hu_rescale``
+writes copies in HU the same way. A rerun reuses a
 case whose source files have the same sha256 (and whose copies are intact)
 without reading it again.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,7 +20,9 @@ import numpy as np
 from .. import io as sio
 from .._version import __version__
 from ..errors import InputError
-from ..io.atomic import write_json
+from ..io import rescale_pair
+from ..io.atomic import remove_stale_temporaries, write_json
+from ..io.folder_lock import folder_lock
 from ..volume import Volume
 from .catalog import (
     CATALOG_NAME,
@@ -82,29 +86,47 @@ def _source(spec: CaseSpec) -> dict:
             "sha256": sha}
 
 
-def _reusable(prev: CaseRecord | None, source: dict, canonical: bool, was_canonical: bool) -> bool:
-    if prev is None or not prev.ok or prev.source != source or canonical != was_canonical:
+@dataclass(frozen=True)
+class Copies:
+    """How ingest reads images and whether it writes NIfTI copies under OUT.
+
+    ``canonical``: reorder to RAS; ``hu_rescale``: ``(slope, intercept)`` taking
+    the stored values to HU. Either one makes ingest write copies (the catalog
+    then points to them, so that seeds and hosts read HU in the right order).
+    """
+
+    canonical: bool = False
+    hu_rescale: tuple[float, float] | None = None
+
+    @property
+    def written(self) -> bool:
+        """True when copies are written under OUT."""
+        return self.canonical or self.hu_rescale is not None
+
+
+def _reusable(prev: CaseRecord | None, source: dict, copies: Copies, was: Copies) -> bool:
+    if prev is None or not prev.ok or prev.source != source or copies != was:
         return False
-    if not canonical:
+    if not copies.written:
         return True
     files = [(prev.image_path(), prev.sha256["image"]), (prev.label_path(), prev.sha256.get("label"))]
     return all(p is None or (p.is_file() and sha256_of(p) == h) for p, h in files)
 
 
-def _ingest_case(spec: CaseSpec, source: dict, out: Path, canonical: bool) -> CaseRecord:
-    image = sio.load(spec.image, canonical=canonical)
+def _ingest_case(spec: CaseSpec, source: dict, out: Path, copies: Copies) -> CaseRecord:
+    image = sio.load(spec.image, canonical=copies.canonical, hu_rescale=copies.hu_rescale)
     label = None
     if spec.label is not None:
-        label = sio.load(spec.label, canonical=canonical, check_units=False)
+        label = sio.load(spec.label, canonical=copies.canonical, check_units=False)
         check_pair(image, label, spec.image, spec.label)
     image_file, label_file = spec.image, spec.label
-    if canonical:
+    if copies.written:
         image_file = out / "images" / f"{spec.id}.nii.gz"
         sio.save(image, image_file)
         if label is not None:
             label_file = out / "labels" / f"{spec.id}.nii.gz"
             sio.save(label.with_array(label.array.astype(np.uint8)), label_file)
-    sha = source["sha256"] if not canonical else {
+    sha = source["sha256"] if not copies.written else {
         "image": sha256_of(image_file), "label": None if label_file is None else sha256_of(label_file)}
     return CaseRecord(id=spec.id, image=catalog_relpath(image_file, out),
                       label=None if label_file is None else catalog_relpath(label_file, out),
@@ -128,25 +150,39 @@ def _previous(out: Path) -> Catalog | None:
 
 def ingest(src: str | os.PathLike, out: str | os.PathLike, format: str = "auto", canonical: bool = False,
            skip_bad: bool = False, label: str | os.PathLike | None = None,
-           progress: Progress | None = None) -> Catalog:
+           progress: Progress | None = None, hu_rescale: tuple[float, float] | None = None) -> Catalog:
     """Ingest dataset ``src`` into ``out/catalog.json`` and return the catalog.
 
     ``format``: 'auto', 'msd', 'folder' or 'pair' (see :mod:`synthlung.datasets.layouts`);
     ``label``: the label file of a single image ('pair'). A bad case raises
     :class:`InputError` naming the file and the problem, and no catalog is
     written; with ``skip_bad`` it is recorded in the case's ``errors`` and the
-    rest go on (check ``catalog.failed``). ``progress(done, total, case_id)``
-    is called before each case and once at the end.
+    rest go on (check ``catalog.failed``). ``hu_rescale=(slope, intercept)``:
+    the images are not in HU; HU = value * slope + intercept, and NIfTI copies
+    in HU are written under ``out/images`` (as with ``canonical``). ``progress(done, total, case_id)``
+    is called before each case and once at the end. ``out`` is locked for the
+    run (one writer per folder: a second one gets
+    :class:`~synthlung.errors.BusyError`); temporaries a killed run left there
+    are removed.
     """
     src, out = Path(os.path.abspath(src)), Path(os.path.abspath(out))
+    copies = Copies(canonical, None if hu_rescale is None else rescale_pair(hu_rescale))
     fmt, specs = discover(src, format, None if label is None else Path(os.path.abspath(label)))
     ids = [s.id for s in specs]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise InputError(f"{src}: several cases share the id(s) {', '.join(dup)}")
+    with folder_lock(out, "ingest"):
+        remove_stale_temporaries(out, out / "images", out / "labels")
+        return _ingest_all(specs, src, out, fmt, copies, skip_bad, progress)
+
+
+def _ingest_all(specs: list[CaseSpec], src: Path, out: Path, fmt: str, copies: Copies, skip_bad: bool,
+                progress: Progress | None) -> Catalog:
+    """The body of :func:`ingest`, run while holding ``out``'s writer lock."""
     previous = _previous(out)
     prev_cases = {c.id: c for c in previous.cases} if previous else {}
-    was_canonical = bool(previous and previous.canonical)
+    was = Copies(previous.canonical, previous.hu_rescale) if previous else Copies()
     records = []
     for done, spec in enumerate(specs):
         if progress:
@@ -156,17 +192,18 @@ def ingest(src: str | os.PathLike, out: str | os.PathLike, format: str = "auto",
                 raise InputError("; ".join(spec.errors))
             source = _source(spec)
             prev = prev_cases.get(spec.id)
-            if _reusable(prev, source, canonical, was_canonical):
+            if _reusable(prev, source, copies, was):
                 records.append(prev)
                 continue
-            records.append(_ingest_case(spec, source, out, canonical))
+            records.append(_ingest_case(spec, source, out, copies))
         except InputError as exc:
             if not skip_bad:
                 raise
             records.append(_failed(spec, spec.errors or [str(exc)], out))
     if progress:
         progress(len(specs), len(specs), "")
-    catalog = Catalog(path=out / CATALOG_NAME, format=fmt, source=str(src), canonical=canonical,
+    catalog = Catalog(path=out / CATALOG_NAME, format=fmt, source=str(src), canonical=copies.canonical,
+                      hu_rescale=copies.hu_rescale,
                       cases=records, synthlung_version=__version__)
     write_json(catalog.path, catalog.to_json())
     return catalog

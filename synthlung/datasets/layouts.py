@@ -1,11 +1,14 @@
 """Find the cases of a dataset folder: MSD Task06_Lung, a generic folder, or one image/label pair.
 
 * ``msd``: ``dataset.json`` whose ``training`` entries name ``image`` and
-  ``label`` files inside the dataset folder (``imagesTr/``, ``labelsTr/``).
+  ``label`` files inside the dataset folder (``imagesTr/``, ``labelsTr/``);
+  an entry without a label is a bad case (every training scan has one).
   The ``test`` list (unannotated scans that still hold tumors) is not ingested.
 * ``folder``: either ``images/`` + ``labels/`` (or ``imagesTr/`` + ``labelsTr/``)
   matched by name, or flat ``X_image.*`` + ``X_label.*``. An image without a
-  label is an unlabeled case (e.g. a healthy host). Images may be NIfTI, NRRD
+  label is an unlabeled case (e.g. a healthy host), and so is a flat file
+  whose name ends in neither ``_image`` nor ``_label`` (``chest_ct.nii.gz``
+  is the unlabeled case ``chest_ct``). Images may be NIfTI, NRRD
   or DICOM series folders.
 * ``pair``: SRC is one image (file or DICOM series folder); its label is the
   ``label`` argument, else a sibling ``X_label.*`` of ``X_image.*``, else none.
@@ -69,8 +72,9 @@ def detect_format(src: Path) -> str:
 def _msd_entry(src: Path, entry: object, key: str, where: str, errors: list[str]) -> Path | None:
     value = entry.get(key) if isinstance(entry, dict) else None
     if value is None:
-        if key == "image":
-            errors.append(f"{where}: entry has no image")
+        errors.append(f"{where}: entry has no {key}" + (
+            "; every MSD training scan has a tumour label (unlabelled scans belong in 'test')"
+            if key == "label" else ""))
         return None
     if not isinstance(value, str) or not value:
         errors.append(f"{where}: {key} must be a path string, got {value!r}")
@@ -130,9 +134,14 @@ def folder_cases(src: Path) -> list[CaseSpec]:
         entries = _images_in(src)
         images = {k.removesuffix("_image"): p for k, p in entries.items() if k.endswith("_image")}
         labels = {k.removesuffix("_label"): p for k, p in entries.items() if k.endswith("_label")}
+        for k, p in entries.items():   # a lone scan (no _image/_label in its name): an unlabelled host
+            if not k.endswith(("_image", "_label")):
+                if k in images:
+                    raise InputError(f"{src}: {p.name} and {images[k].name} both give the case id {k!r}")
+                images[k] = p
     if not images and not labels:
         raise InputError(f"{src}: no cases found (expected dataset.json, images/ + labels/, "
-                         "or X_image.* / X_label.* files)")
+                         "X_image.* / X_label.* files, or image files)")
     cases = [CaseSpec(k, p, labels.get(k)) for k, p in images.items()]
     cases += [CaseSpec(k, p, p, [f"{p}: label without a matching image"])
               for k, p in labels.items() if k not in images]

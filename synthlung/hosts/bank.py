@@ -10,12 +10,15 @@ host image's own voxel grid). ``index.json``::
                 "image": "<absolute path of the CT (file or DICOM folder)>",
                 "label": "<absolute path of its tumor label>" | null,
                 "lungs": "lungs/<id>.nii.gz",          # relative to the bank folder
+                "lungs_sha256": "<hex sha256 of the lung mask file>",
                 "record": {"id", "sha256": {"image", "label"},  # of the source files
                            "left_ml", "right_ml", "total_ml",
                            "partial_coverage": bool, "shape", "spacing_mm", "method"}}],
      "errors": [{"id": str, "error": str}]}
 
-Images are referenced, never copied. ``HostBank.open(path)[i]`` reloads the
+Images are referenced, never copied; :meth:`HostBank.verify` checks every
+image, label and lung mask against its recorded sha256 (``generate`` does
+before it writes anything). ``HostBank.open(path)[i]`` reloads the
 image (and the tumor label), reads the lung mask and recomputes the placement
 zone (a few distance transforms, fast).
 """
@@ -28,7 +31,10 @@ from typing import Any
 import numpy as np
 
 from ..backend import asnumpy
-from ..io.atomic import read_json_index
+from ..datasets.catalog import sha256_of
+from ..errors import InputError, SynthlungError
+from ..io.atomic import read_json_index, remove_stale_temporaries, write_json
+from ..io.folder_lock import folder_lock
 from .host import Host, make_host
 from .lungseg import lung_summary, segment_lungs
 
@@ -54,13 +60,16 @@ def _host_entry(case: dict[str, Any], out: Path, method: str) -> dict[str, Any]:
     save(lungs, out / rel)
     record = {"id": case["id"], "sha256": case["sha256"], **lung_summary(lungs),
               "shape": list(image.shape), "spacing_mm": [round(s, 6) for s in image.spacing], "method": method}
-    return {"id": case["id"], "image": case["image"], "label": case["label"], "lungs": rel, "record": record}
+    return {"id": case["id"], "image": case["image"], "label": case["label"], "lungs": rel,
+            "lungs_sha256": sha256_of(out / rel), "record": record}
 
 
 def _reusable(previous: dict[str, Any] | None, case: dict[str, Any], out: Path, method: str) -> bool:
-    """True when an earlier run already made this host from the same files with the same method."""
+    """True when an earlier run already made this host from the same files with the same method
+    and its lung mask is still the file it wrote."""
     return (previous is not None and previous["record"].get("sha256") == case["sha256"]
-            and previous["record"].get("method") == method and (out / previous["lungs"]).is_file())
+            and previous["record"].get("method") == method and (out / previous["lungs"]).is_file()
+            and previous.get("lungs_sha256") == sha256_of(out / previous["lungs"]))
 
 
 def build_host_bank(catalog: str | os.PathLike, out: str | os.PathLike, *, method: str = "threshold",
@@ -72,13 +81,20 @@ def build_host_bank(catalog: str | os.PathLike, out: str | os.PathLike, *, metho
     rewritten (atomically) after every case.
     ``skip_bad``: a case that fails (no lungs, bad volume, unreadable) is recorded
     in ``errors`` and the rest go on; otherwise the first failure raises.
-    ``progress(done, total, case_id)`` is called after each case.
+    ``progress(done, total, case_id)`` is called after each case. The bank
+    folder is locked for the run (a second writer gets
+    :class:`~synthlung.errors.BusyError`); temporaries a killed run left are removed.
     """
-    from ..errors import SynthlungError
-    from ..io.atomic import write_json
     cat_path, cases = _catalog_cases(catalog)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "hosts"):
+        remove_stale_temporaries(out, out / "lungs")
+        return _segment_all(cat_path, cases, out, method, skip_bad, progress)
+
+
+def _segment_all(cat_path: Path, cases: list[dict[str, Any]], out: Path, method: str, skip_bad: bool,
+                 progress) -> dict[str, Any]:
+    """The body of :func:`build_host_bank`, run while holding the bank's writer lock."""
     previous = {}
     if (out / INDEX_NAME).is_file():
         previous = {h["id"]: h for h in read_json_index(out / INDEX_NAME, "host bank index", SCHEMA_VERSION)["hosts"]}
@@ -120,11 +136,36 @@ class HostBank:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def verify(self) -> None:
+        """Check every host's image, tumour label and lung mask against the sha256 the index
+        recorded; InputError naming the first file that is missing or changed (a case record
+        made from it would claim a provenance that is no longer true)."""
+        for entry in self.entries:
+            files = [(entry["image"], entry["record"]["sha256"].get("image"), "image"),
+                     (self.root / entry["lungs"], entry.get("lungs_sha256"), "lung mask")]
+            if entry["label"] is not None:
+                files.append((entry["label"], entry["record"]["sha256"].get("label"), "tumour label"))
+            for path, expected, what in files:
+                if expected is None:
+                    raise InputError(f"{path}: the host bank index records no content hash for this {what} "
+                                     "(made by an older synthlung); rerun `synthlung hosts` into a new bank")
+                if not Path(path).exists():
+                    raise InputError(f"{path}: host {entry['id']}'s {what} is missing")
+                actual = sha256_of(Path(path))
+                if actual != expected:
+                    raise InputError(f"{path}: host {entry['id']}'s {what} changed since the bank was made "
+                                     f"(sha256 {actual[:12]}..., index says {expected[:12]}...); "
+                                     "rerun `synthlung ingest` and `synthlung hosts`")
+
     def __getitem__(self, i: int) -> Host:
         from ..io import load
         entry = self.entries[i]
         image = load(entry["image"])
-        lungs = load(self.root / entry["lungs"], check_units=False)
+        lungs_path = self.root / entry["lungs"]
+        lungs = load(lungs_path, check_units=False)
+        if lungs.shape != image.shape:
+            raise InputError(f"{lungs_path}: lung mask shape {lungs.shape} differs from host {entry['id']}'s "
+                             f"image shape {image.shape} ({entry['image']})")
         lungs = image.with_array(asnumpy(lungs.array).astype(np.uint8))
         tumors = None if entry["label"] is None else load(entry["label"], check_units=False)
         return make_host(image, tumors, host_id=entry["id"], lungs=lungs, record=entry["record"], **self.zone_kw)

@@ -1,4 +1,10 @@
-"""Write files so that a reader never sees half of one: temporary name, then rename."""
+"""Write files so that a reader never sees half of one: temporary name, then rename.
+
+Files get the mode a plain ``open`` would give them (``0o666`` less the umask, so
+0644 under umask 022), temporaries included once they are renamed into place.
+A write that fails (disk full, no permission) raises
+:class:`~synthlung.errors.OutputError` naming the final path.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -8,7 +14,25 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import InputError
+from ..errors import InputError, OutputError
+
+
+def process_umask() -> int:
+    """The process umask, read from /proc where it can be (``os.umask`` alone must set it to read it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def cannot_write(path: str | os.PathLike, exc: OSError) -> OutputError:
+    """The one-line error for an OS failure writing ``path`` (ENOSPC, EACCES, EFBIG...)."""
+    err = OutputError(f"{path}: cannot write: {exc.strerror or exc}")
+    err.errno = exc.errno
+    return err
 
 
 @contextlib.contextmanager
@@ -16,47 +40,71 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
 
     The temporary name keeps the final suffix (``.nii.gz`` writers look at it).
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched; an
+    OS error (disk full...) becomes :class:`OutputError` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise cannot_write(path, exc) from exc
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            os.chmod(tmp_path, 0o666 & ~process_umask())
+            os.replace(tmp_path, path)
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise cannot_write(path, exc) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
+    """Write ``data`` as indented JSON to ``path`` atomically; NaN/Inf are refused (not JSON)."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError as exc:
+        raise InputError(f"{path}: refusing to write a non-finite number (NaN/Inf) as JSON: {exc}") from exc
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(text)
 
 
 def append_line(path: str | os.PathLike, line: str) -> None:
     """Append one line to ``path`` and flush it to disk (manifests, logs)."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line.rstrip("\n") + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line.rstrip("\n") + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise cannot_write(path, exc) from exc
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete temporaries that a killed writer left under ``folder``; returns what was removed.
+def remove_stale_temporaries(*folders: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries a killed writer left directly in ``folders``; returns what was removed.
 
-    Only names made by :func:`atomic_path` (``.NAME.XXXX.tmp...``) are touched.
+    Only names made by :func:`atomic_path` (``.NAME.XXXXXXXX.tmp...``) are
+    touched. Call it only while holding the folder's writer lock
+    (:func:`synthlung.io.folder_lock.folder_lock`): another run's temporaries are
+    then never in flight.
     """
     removed = []
-    for tmp in Path(folder).rglob(".*.tmp*"):
-        if tmp.is_file():
-            tmp.unlink()
-            removed.append(tmp)
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for tmp in folder.glob(".*.tmp*"):
+            if tmp.is_file():
+                tmp.unlink()
+                removed.append(tmp)
     return removed
 
 

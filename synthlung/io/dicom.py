@@ -7,11 +7,17 @@ ImageOrientationPatient, ImagePositionPatient and PixelSpacing, then the first
 two world axes are negated to give RAS. Array axes are (column, row, slice):
 axis 0 runs along the row direction cosine, axis 1 along the column one.
 Compressed pixel data (e.g. JPEG 2000) is decoded by pydicom's plugins
-(pylibjpeg + pylibjpeg-openjpeg).
+(pylibjpeg + pylibjpeg-openjpeg). A truncated file, a decoder error or
+warning, and stored values outside BitsStored (e.g. a garbled codestream
+header) raise InputError. Garbled entropy-coded bytes cannot be caught: JPEG
+2000 in DICOM carries no checksum, and OpenJPEG decodes them without a word
+(``benchmarks/garbled_dicom.py`` measures it).
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+import warnings
 
 import numpy as np
 import pydicom
@@ -47,11 +53,40 @@ def _headers(folder: Path) -> list[tuple[Path, pydicom.Dataset]]:
     out = []
     for f in files:
         try:
-            ds = pydicom.dcmread(f)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = pydicom.dcmread(f)
         except Exception as exc:
             raise InputError(f"{f}: not a readable DICOM file ({exc})") from exc
+        ended = [str(w.message) for w in caught if "end of file" in str(w.message).lower()]
+        if ended or "PixelData" not in ds:
+            raise InputError(f"{f}: truncated or incomplete DICOM file ({f.stat().st_size} bytes, "
+                             f"{ended[0] if ended else 'no pixel data'})")
         out.append((f, ds))
     return out
+
+
+def _decode(f: Path, ds: pydicom.Dataset) -> np.ndarray:
+    """The slice's stored values; the decoder's errors and warnings, and decoded
+    (compressed) values outside BitsStored, raise InputError naming the file."""
+    syntax = ds.file_meta.get("TransferSyntaxUID", "?")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pixels = ds.pixel_array
+    except Exception as exc:
+        raise InputError(f"{f}: cannot decode pixel data (transfer syntax {syntax}): {exc}") from exc
+    if caught:
+        raise InputError(f"{f}: pixel data decoded with a warning (transfer syntax {syntax}): {caught[0].message}")
+    if not getattr(syntax, "is_compressed", False):   # native data: what is stored is what is read
+        return pixels
+    bits = int(ds.get("BitsStored", pixels.dtype.itemsize * 8))
+    signed = int(ds.get("PixelRepresentation", 0)) == 1
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if pixels.size and (int(pixels.min()) < lo or int(pixels.max()) > hi):
+        raise InputError(f"{f}: corrupt pixel data: stored values {int(pixels.min())}..{int(pixels.max())} "
+                         f"outside the {bits} bits stored ({lo}..{hi})")
+    return pixels
 
 
 def _require(ds: pydicom.Dataset, f: Path, *keys: str) -> None:
@@ -120,14 +155,7 @@ def read_dicom_series(folder: Path) -> Volume:
     ipp = ipp[order]
     _check_slice_spacing(ipp @ normal, [f.name for f, _ in slices], folder)
 
-    pixels = []
-    for f, ds in slices:
-        try:
-            pixels.append(ds.pixel_array.T)           # (rows, cols) -> (cols, rows)
-        except Exception as exc:
-            raise InputError(f"{f}: cannot decode pixel data (transfer syntax "
-                             f"{ds.file_meta.get('TransferSyntaxUID', '?')}): {exc}") from exc
-    raw = np.stack(pixels, axis=-1)
+    raw = np.stack([_decode(f, ds).T for f, ds in slices], axis=-1)     # (rows, cols) -> (cols, rows)
     slopes = np.array([float(ds.get("RescaleSlope", 1) or 1) for _, ds in slices])
     intercepts = np.array([float(ds.get("RescaleIntercept", 0) or 0) for _, ds in slices])
     if np.all(slopes == slopes[0]) and np.all(intercepts == intercepts[0]):

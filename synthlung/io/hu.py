@@ -1,15 +1,20 @@
-"""Stored values -> HU, and a sanity check that an image really is in HU."""
+"""Stored values -> HU, and checks that an image really holds finite HU values."""
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
 
+from ..errors import InputError
+
 _INT16 = np.iinfo(np.int16)
+NORMALISED_SPAN = 20.0   # a CT in HU spans over 1000 HU; a span this small is a normalised image
+HU_RESCALE_HINT = ("if the values are in other units, say how to rescale them: "
+                   "load(..., hu_rescale=(slope, intercept)) or --hu-rescale SLOPE,INTERCEPT (HU = value * slope + intercept)")
 
 
 class RawUnitsWarning(UserWarning):
-    """A CT's values look like raw stored/detector units rather than HU."""
+    """A CT's values look like raw stored/detector units or a normalised range rather than HU."""
 
 
 def rescale(raw: np.ndarray, slope: np.ndarray | float, intercept: np.ndarray | float) -> np.ndarray:
@@ -29,19 +34,47 @@ def rescale(raw: np.ndarray, slope: np.ndarray | float, intercept: np.ndarray | 
     return (raw * slope + intercept).astype(np.float32)
 
 
-def check_hu(array: np.ndarray, source: object) -> None:
-    """Warn (:class:`RawUnitsWarning`) when ``array`` looks like raw units, not HU.
+def check_finite(array, source: object) -> None:
+    """InputError naming ``source`` and the count when ``array`` holds NaN or Inf voxels."""
+    if array.dtype.kind not in "fc":
+        return
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise InputError(f"{source}: {bad} non-finite voxel(s) (NaN or Inf) of {array.size}; "
+                         "every voxel must hold a finite value")
 
-    A CT in HU always holds air (about -1000 HU) around or inside the body. An
-    image with no negative value whose maximum is at least 1000 looks like
-    stored values without RescaleIntercept applied (air near 0, soft tissue
-    near 1024). Masks and label maps (maximum below 1000) are never flagged.
+
+def hu_problem(array) -> str | None:
+    """Why ``array`` does not look like a CT in HU, or None when it does (or is a mask).
+
+    A CT in HU holds air (about -1000 HU) around or inside the body. No value
+    below 0 with a maximum of 1000 or more looks like stored units without
+    RescaleIntercept (air near 0, soft tissue near 1024). Floating values that
+    are not all whole numbers and span under ``NORMALISED_SPAN`` look like a
+    normalised image (0..1, z-scores). Integer masks and label maps (maximum
+    below 1000) are never flagged.
     """
     if array.size == 0:
-        return
+        return None
     lo, hi = float(array.min()), float(array.max())
     if lo >= 0 and hi >= 1000:
-        warnings.warn(
-            f"{source}: values range {lo:g}..{hi:g} with nothing below 0; this looks like raw "
-            "stored units, not HU (was RescaleSlope/RescaleIntercept applied? air should be near -1000 HU)",
-            RawUnitsWarning, stacklevel=3)
+        return (f"values range {lo:g}..{hi:g} with nothing below 0: this looks like raw stored units, not HU "
+                "(was RescaleSlope/RescaleIntercept applied? air should be near -1000 HU)")
+    if array.dtype.kind == "f" and hi - lo < NORMALISED_SPAN and not bool((array == np.round(array)).all()):
+        return (f"values range {lo:g}..{hi:g}: this looks like a normalised image, not HU "
+                "(a CT in HU spans about -1000 (air) to 1000 or more)")
+    return None
+
+
+def check_hu(array, source: object) -> None:
+    """Warn (:class:`RawUnitsWarning`) when ``array`` does not look like HU (see :func:`hu_problem`)."""
+    problem = hu_problem(array)
+    if problem:
+        warnings.warn(f"{source}: {problem}", RawUnitsWarning, stacklevel=3)
+
+
+def require_hu(array, source: object) -> None:
+    """InputError naming ``source`` when ``array`` does not look like HU (see :func:`hu_problem`)."""
+    problem = hu_problem(array)
+    if problem:
+        raise InputError(f"{source}: {problem}; {HU_RESCALE_HINT}")

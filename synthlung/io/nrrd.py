@@ -16,6 +16,7 @@ from ..backend import asnumpy
 from ..errors import InputError
 from ..volume import Volume
 from .atomic import atomic_path
+from .room import check_room
 
 _SPACES = {
     "right-anterior-superior": "RAS", "ras": "RAS",
@@ -30,9 +31,26 @@ def _ras_flip(space: str) -> np.ndarray:
     return np.diag([1.0 if c in "RAS" else -1.0 for c in space] + [1.0])
 
 
+def _check_data_room(path: Path, header: dict, header_end: int) -> None:
+    """Whether the data (attached after ``header_end``, or the detached file) can hold ``sizes``."""
+    detached = header.get("data file", header.get("datafile"))
+    data_path = path.parent / detached if detached else path
+    stored = data_path.stat().st_size - (0 if detached else header_end)
+    itemsize = np.dtype(nrrd.reader._TYPEMAP_NRRD2NUMPY.get(header.get("type"), "u1")).itemsize
+    encoding = {"raw": "raw", "gzip": "gzip", "gz": "gzip"}.get(str(header.get("encoding")), "other")
+    check_room(path, header.get("sizes", ()), itemsize, stored, encoding)
+
+
 def read_nrrd(path: Path) -> Volume:
-    """Read a 3-D NRRD; the array keeps its stored dtype, the affine maps to RAS mm."""
-    data, header = nrrd.read(str(path))
+    """Read a 3-D NRRD; the array keeps its stored dtype, the affine maps to RAS mm.
+
+    A header whose sizes its (raw or gzip) data cannot hold raises InputError
+    before the voxels are read.
+    """
+    with open(path, "rb") as fh:
+        header = nrrd.read_header(fh)
+        _check_data_room(path, header, fh.tell())
+        data = nrrd.read_data(header, fh, str(path))
     if data.ndim != 3:
         raise InputError(f"{path}: expected a 3-D image, got {data.ndim} axes (sizes {list(data.shape)})")
     space_name = str(header.get("space", "left-posterior-superior")).lower()

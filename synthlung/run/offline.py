@@ -10,19 +10,28 @@ exactly the cases that are missing from the manifest.
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from ..backend import cupy_gpu_available, optional_import
+from ..datasets.catalog import sha256_of
 from ..datasets.output_layouts import LAYOUTS
 from ..errors import InputError
-from ..io.atomic import append_line, remove_stale_temporaries, write_json
+from ..io.atomic import append_line, atomic_path, remove_stale_temporaries, write_json
+from ..io.folder_lock import folder_lock
 from ..rng import case_key, case_rng
 from ..synthesis.case import SynthesisConfig, synthesize
 
 MANIFEST = "manifest.jsonl"
+PARENT_POLL_S = 0.5
+MAX_SEED = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -125,19 +134,48 @@ def make_case(job: GenerateJob, index: int) -> dict:
             "tumors_inserted": case.record["tumors_inserted"], "host": case.record["host"]["id"]}
 
 
-def read_manifest(out: str | Path) -> dict[int, dict]:
-    """The finished cases of a run folder, by index (a torn last line is ignored)."""
-    path = Path(out) / MANIFEST
+def _manifest_entries(path: Path) -> tuple[dict[int, dict], bool]:
+    """(finished cases by index, whether every line was whole) of a manifest file."""
     done: dict[int, dict] = {}
     if not path.exists():
-        return done
-    for line in path.read_text().splitlines():
+        return done, True
+    text = path.read_text(encoding="utf-8", errors="replace")
+    whole = text == "" or text.endswith("\n")
+    for line in text.splitlines():
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        done[int(entry["index"])] = entry
+            done[int(entry["index"])] = entry
+        except (ValueError, KeyError, TypeError):
+            whole = False
+    return done, whole
+
+
+def read_manifest(out: str | Path) -> dict[int, dict]:
+    """The finished cases of a run folder, by index (a torn line is ignored)."""
+    return _manifest_entries(Path(out) / MANIFEST)[0]
+
+
+def repair_manifest(out: str | Path) -> dict[int, dict]:
+    """Rewrite ``out``'s manifest (atomically) without the torn line a killed run left, so that
+    the next appended line starts on a line of its own; returns the finished cases."""
+    path = Path(out) / MANIFEST
+    done, whole = _manifest_entries(path)
+    if not whole:
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(json.dumps(done[i], sort_keys=True) + "\n" for i in sorted(done)),
+                           encoding="utf-8")
     return done
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """Worker initializer: a daemon thread ends this worker (``os._exit``) within
+    ``PARENT_POLL_S`` once its parent has died (the worker is then re-parented,
+    so ``getppid`` changes), so a killed run leaves no worker behind."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+    threading.Thread(target=watch, name="synthlung-parent-watch", daemon=True).start()
 
 
 def _run_local(job: GenerateJob, todo: list[int], workers: int) -> Iterator[dict]:
@@ -147,7 +185,8 @@ def _run_local(job: GenerateJob, todo: list[int], workers: int) -> Iterator[dict
         return
     import multiprocessing as mp
     # spawn, not fork: Numba's threading layers are not fork-safe.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=_end_with_parent, initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(make_case, job, i) for i in todo]
         for fut in as_completed(futures):
             yield fut.result()
@@ -182,46 +221,67 @@ def generate(hosts: str | Path, seeds: str | Path, n: int, out: str | Path, seed
     one). ``device="cuda"`` makes each case on the GPU (CuPy; extra ``cuda12``),
     each host copied there once per worker; GPU and CPU cases are not bit-identical
     (the float kernels agree to a tolerance, and noise is drawn on the device).
-    Without ``resume`` an ``out`` that already holds a manifest is an error.
+    Both banks are verified first (every file against the sha256 its index
+    recorded) and ``run.json`` records the hash of each bank's index, so that a
+    ``resume`` with a bank changed since the first run is refused.
+    Without ``resume`` an ``out`` that already holds a manifest is an error;
+    ``resume`` first drops a torn manifest line. ``out`` is locked for the run
+    (a second writer gets :class:`~synthlung.errors.BusyError`), temporaries a
+    killed run left are removed, and pool workers end when this process dies.
     """
     if layout not in LAYOUTS:
         raise InputError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
     if scheduler not in ("local", "dask"):
         raise InputError(f"scheduler {scheduler!r}: expected local or dask")
-    if n < 0:
-        raise InputError(f"n={n}: the number of cases must be >= 0")
+    _check_integer("n", n, 0, None, "the number of cases")
+    _check_integer("seed", seed, 0, MAX_SEED, "the run seed (one half of each case's Philox key)")
+    _check_integer("workers", workers, 1, None, "the number of worker processes")
     if device not in DEVICES:
         raise InputError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
     if device == "cuda" and not cupy_gpu_available():
         optional_import("cupy", "cuda12", "device='cuda'")
         raise InputError("device='cuda': CuPy is installed but finds no usable CUDA GPU")
     hosts, seeds = str(Path(hosts).resolve()), str(Path(seeds).resolve())
+    _BANKS.clear()   # this process may hold banks (and hosts) of an earlier run that have changed since
+    _HOSTS.clear()
     host_bank, seed_bank = _banks(hosts, seeds)  # bad bank paths fail here, before anything is written
     if len(host_bank) == 0 or len(seed_bank) == 0:
         raise InputError(f"nothing to generate from: {len(host_bank)} hosts in {hosts}, {len(seed_bank)} seeds in {seeds}")
+    host_bank.verify()
+    seed_bank.verify()
     out = Path(out)
-    done = read_manifest(out)
-    if done and not resume:
-        raise InputError(f"{out} already holds {len(done)} generated cases; pass --resume to continue it "
-                         "or choose an empty folder")
     config = config or SynthesisConfig()
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)
-    job = GenerateJob(hosts, seeds, str(out.resolve()), int(seed), layout, config.to_dict(), device)
-    run_info = {"n": n, "seed": seed, "layout": layout, "config": config.to_dict(),
-                "hosts": job.hosts, "seeds": job.seeds, "device": device}
-    _check_same_run(out, run_info, resume)
-    todo = grouped_by_host([i for i in range(n) if i not in done], job.seed, len(host_bank))
-    runner = (_run_dask(job, todo, address, workers) if scheduler == "dask"
-              else _run_local(job, todo, workers))
-    for entry in runner:
-        append_line(out / MANIFEST, json.dumps(entry, sort_keys=True))
-        done[entry["index"]] = entry
-        if progress is not None:
-            progress(entry)
-    entries = [done[i] for i in sorted(done)]
-    LAYOUTS[layout].write_dataset_json(out, entries)
-    return entries
+    with folder_lock(out, "generate"):
+        done = repair_manifest(out) if resume else read_manifest(out)
+        if done and not resume:
+            raise InputError(f"{out} already holds {len(done)} generated cases; pass --resume to continue it "
+                             "or choose an empty folder")
+        remove_stale_temporaries(out, *(p for p in out.iterdir() if p.is_dir()))
+        job = GenerateJob(hosts, seeds, str(out.resolve()), int(seed), layout, config.to_dict(), device)
+        run_info = {"n": n, "seed": seed, "layout": layout, "config": config.to_dict(),
+                    "hosts": job.hosts, "seeds": job.seeds, "device": device,
+                    "hosts_index_sha256": sha256_of(Path(hosts) / "index.json"),
+                    "seeds_index_sha256": sha256_of(Path(seeds) / "index.json")}
+        _check_same_run(out, run_info, resume)
+        todo = grouped_by_host([i for i in range(n) if i not in done], job.seed, len(host_bank))
+        runner = (_run_dask(job, todo, address, workers) if scheduler == "dask"
+                  else _run_local(job, todo, workers))
+        for entry in runner:
+            append_line(out / MANIFEST, json.dumps(entry, sort_keys=True))
+            done[entry["index"]] = entry
+            if progress is not None:
+                progress(entry)
+        entries = [done[i] for i in sorted(done)]
+        LAYOUTS[layout].write_dataset_json(out, entries)
+        return entries
+
+
+def _check_integer(name: str, value: Any, lo: int, hi: int | None, what: str) -> None:
+    """InputError unless ``value`` is an integer (not a bool or float) in ``lo..hi``."""
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+            or value < lo or (hi is not None and value > hi)):
+        upto = f" to {hi}" if hi is not None else " or more"
+        raise InputError(f"{name}={value!r}: {what} must be an integer from {lo}{upto}")
 
 
 def _check_same_run(out: Path, run_info: dict, resume: bool) -> None:
@@ -232,5 +292,7 @@ def _check_same_run(out: Path, run_info: dict, resume: bool) -> None:
         before = json.loads(path.read_text())
         changed = sorted(k for k in run_info if k != "n" and before.get(k) != run_info[k])
         if changed:
-            raise InputError(f"{out}: --resume with settings that differ from the first run: {', '.join(changed)}")
+            raise InputError(f"{out}: --resume with settings that differ from the first run: {', '.join(changed)}"
+                             + (" (a bank changed since then)" if any(k.endswith("_index_sha256") for k in changed)
+                                else ""))
     write_json(path, run_info)

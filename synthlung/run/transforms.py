@@ -19,14 +19,38 @@ Inputs and outputs:
   dtype) and kept out of the placement zone; inserted tumors are written as
   :data:`synthlung.synthesis.insertion.TUMOR_CLASS` (1). Without a label, a uint8 0/1 map.
 * ``lungs`` (optional): a precomputed lung mask in the image's grid (e.g. a
-  host bank's ``lungs/<id>.nii.gz``); without it the lungs are segmented on
-  every call (:func:`synthlung.segment_lungs`), which raises ``InputError``
-  when it finds none.
+  host bank's ``lungs/<id>.nii.gz``); without it the lungs are segmented
+  (:func:`synthlung.segment_lungs`, which raises ``InputError`` when it finds
+  none) the first time an image is seen.
 * instances: one id per inserted tumor (1..k), uint16 for NumPy/CuPy, int32
   for torch (torch has almost no uint16 operators).
 
 With probability ``1 - prob`` a call leaves everything as it was: the image
 object itself is returned, the label as given (or zeros), no instances.
+
+Prepared hosts: the lungs, placement zone and distances of an image are made
+once and kept in a bounded cache (``host_cache`` hosts, least recently used
+out; each holds the lung mask, the zone and float32 distances: about 6 bytes
+per voxel) keyed by the image's identity: its source file name (a
+``MetaTensor``'s ``filename_or_obj``), affine, and a digest of shape, dtype and
+about 32768 voxels each of image, lungs and label (:func:`fingerprint`). The key
+survives the copies that data loaders make (``CacheDataset`` deep-copies its
+items), so a call then costs the synthesis only: one copy of the image in its
+own memory order plus work inside the tumours' boxes. Each DataLoader worker
+keeps its own cache.
+
+Patch mode (``patch_size=(px, py, pz)``, voxels): all of a call's tumours go, boxes
+and all, inside one window of the patch's size around a zone voxel, and placement
+works on that window only (cut from the prepared host, so zone and distances are
+those of the whole volume). A sampler that centres positive patches on label voxels
+(MONAI's ``RandCropByPosNegLabeld``, TorchIO's ``LabelSampler``; give it the
+instance map as the label to centre on inserted tumours only) then trains on
+patches that hold the inserted tumours: a patch centred on a voxel of a tumour that
+spans at most half the patch holds that tumour whole unless the sampler had to
+shift the patch at the volume's border, and the call's other tumours lie within
+one patch of it. A tumour whose box does not fit in the window is recorded as not
+placed (with a blending box of margin, a lung1-sized seed needs a window of about
+48 voxels at 1.5 mm); the record's ``patch_window`` says where the window was.
 
 Randomness is MONAI's: each transform holds a ``numpy.random.RandomState``
 ``R`` (``set_random_state(seed=...)`` or ``(state=...)``); every call draws
@@ -36,6 +60,21 @@ identical outputs, and the array and dictionary forms seeded alike agree. When
 MONAI is installed the classes are ``monai.transforms.RandomizableTransform``
 (and ``MapTransform``) instances, so ``Compose(...).set_random_state(seed)`` and
 MONAI's data loaders seed them; without MONAI they work the same on their own.
+
+What MONAI's ``DataLoader`` does to that seed (monai.data.utils.set_rnd): it walks
+the dataset's attributes and calls ``set_random_state(seed=s + k)`` on the k-th
+randomizable object it meets, which replaces any seed set before. With
+``num_workers=0`` it does so once, when the loader is made, with ``s`` drawn from
+torch's default generator (or the loader's ``generator=``); with workers, each
+worker does it on its own copy of the dataset at start-up with
+``s = torch's worker seed`` (the base seed drawn from that generator when an
+epoch's iterator starts, plus the worker id). These transforms follow it like
+every MONAI random transform (the dictionary form passes its seed to its array
+form), so a run repeats exactly when torch is seeded (``torch.manual_seed`` or
+``generator=``) and the number of workers is kept; another number of workers
+gives other, equally valid, draws (the samples go to other workers' streams).
+The CPU kernels are compiled with Numba's cache, so workers start without
+compiling them again.
 
 Example, a MONAI training loop (the host bank's lung masks save segmenting)::
 
@@ -68,6 +107,8 @@ Or on a CUDA tensor directly (``ct`` a (1, X, Y, Z) MetaTensor on the GPU)::
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -78,8 +119,10 @@ import numpy as np
 from ..backend import _is_torch, array_module, asnumpy, like, to_array
 from ..errors import InputError, SynthlungError
 from ..hosts import Host, make_host
+from ..hosts.noise import host_noise
+from ..lru import LRUCache
 from ..seeds import SeedBank
-from ..synthesis.case import SynthesisConfig, synthesize
+from ..synthesis.case import SynthesisConfig, centre_sampler, memory_order, synthesize
 from ..synthesis.insertion import TUMOR_CLASS
 from ..volume import Volume
 
@@ -213,6 +256,50 @@ def _affine(image: Any, affine: Any) -> np.ndarray:
     return affine
 
 
+_FINGERPRINT_VOXELS = 32768
+
+
+def fingerprint(arr: Any) -> bytes:
+    """16-byte digest of an array's shape, dtype and about 32768 voxels on a regular sub-grid
+    (b"" for None): the host cache's key, under a millisecond for a CT. It tells one CT, lung
+    mask or label from another; a change that falls between the sampled voxels goes unseen."""
+    if arr is None:
+        return b""
+    stride = max(1, int(np.ceil((arr.size / _FINGERPRINT_VOXELS) ** (1.0 / 3.0))))
+    digest = hashlib.blake2b(repr((tuple(arr.shape), str(arr.dtype))).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(asnumpy(arr[::stride, ::stride, ::stride])).tobytes())
+    return digest.digest()
+
+
+def patch_window(host: Host, patch_size: tuple[int, int, int],
+                 rng: np.random.Generator) -> tuple[slice, slice, slice] | None:
+    """Patch mode's box for the tumours: ``patch_size`` voxels (clipped to the volume) around
+    a zone voxel drawn with ``rng``; ``None`` when the zone is empty."""
+    sampler = centre_sampler(host)
+    if sampler.size == 0:
+        return None
+    shape = np.array(host.image.shape)
+    width = np.minimum(np.array(patch_size), shape)
+    lo = np.clip(np.array(sampler.draw(rng)) - width // 2, 0, shape - width)
+    return tuple(slice(int(a), int(a + w)) for a, w in zip(lo, width))
+
+
+def _window_host(host: Host, window: tuple[slice, slice, slice]) -> Host:
+    """The host cut to ``window``: views of its arrays (zone and distances as in the whole volume)."""
+    affine = host.image.affine.copy()
+    affine[:3, 3] = host.image.voxel_to_world(np.array([w.start for w in window], dtype=np.float64))
+
+    def cut(volume: Volume | None) -> Volume | None:
+        return None if volume is None else Volume(volume.array[window], affine)
+
+    return Host(cut(host.image), cut(host.lungs), cut(host.zone), cut(host.distance_mm), cut(host.tumors),
+                host.record)
+
+
+def _tumor_boxes(record: dict) -> list[tuple[slice, slice, slice]]:
+    return [tuple(slice(o, o + n) for o, n in zip(t["offset_voxels"], t["box_shape"])) for t in record["tumors"]]
+
+
 def _same_grid(arr: Any, image: Any, name: str) -> Any:
     if tuple(arr.shape) != tuple(image.shape):
         raise InputError(f"{name} shape {tuple(arr.shape)} differs from the image's {tuple(image.shape)}")
@@ -228,14 +315,28 @@ class RandInsertTumors(RandomizableTransform):
     ``seed_bank``: a :class:`~synthlung.seeds.SeedBank` or the path of one.
     ``config``: a :class:`~synthlung.synthesis.case.SynthesisConfig` (or a mapping of
     its options). ``zone_kw``: options of :func:`synthlung.placement_zone` (mm, HU).
+    ``host_cache``: how many prepared hosts (lungs, zone, distances) to keep, keyed
+    by the image's identity (see the module docstring). ``patch_size``: patch mode
+    (voxels, see the module docstring), or None. ``copy=False`` writes the tumours
+    into the input image itself (their boxes only) and returns it, saving the one
+    whole-image copy: only for inputs that are the call's own, e.g. a MONAI
+    ``Dataset`` sample or a ``CacheDataset`` one with ``copy_cache=True`` (its default).
     Calling returns ``(image, label, instances)`` and keeps the case record in
     ``last_record``; :meth:`apply` returns all four as :class:`Inserted` (types
     and shapes: see the module docstring).
     """
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,
-                 prob: float = 1.0, zone_kw: dict | None = None):
+                 prob: float = 1.0, zone_kw: dict | None = None, host_cache: int = 8,
+                 patch_size: Any = None, copy: bool = True):
         RandomizableTransform.__init__(self, prob)
+        self.hosts = LRUCache(host_cache)
+        self.copy = bool(copy)
+        self.patch_size = None
+        if patch_size is not None:
+            self.patch_size = tuple(int(v) for v in np.broadcast_to(np.asarray(patch_size), (3,)))
+            if min(self.patch_size) < 2:
+                raise InputError(f"patch_size {patch_size!r}: expected three sizes of at least 2 voxels")
         self.seed_bank = SeedBank.open(seed_bank) if isinstance(seed_bank, (str, os.PathLike)) else seed_bank
         if isinstance(config, dict):
             config = SynthesisConfig.from_dict(config)
@@ -262,35 +363,91 @@ class RandInsertTumors(RandomizableTransform):
         self.last_record = out.record
         return out.image, out.label, out.instances
 
-    def host(self, image: Any, lungs: Any = None, label: Any = None, affine: Any = None) -> Host:
-        """The :class:`~synthlung.hosts.Host` made from the inputs; its image shares the input's memory."""
+    def insert_with_key(self, key: Any, image: Any, lungs: Any = None, label: Any = None, affine: Any = None,
+                        source: str | None = None) -> Inserted:
+        """Insert, always, with the generator of ``key`` (two integers) instead of a draw
+        from ``R``: for callers that draw their randomness elsewhere (the TorchIO
+        transform draws it from torch)."""
+        self._do_transform = True
+        self.key = [int(k) for k in key]
+        return self.apply(image, lungs, label, affine, source)
+
+    def host(self, image: Any, lungs: Any = None, label: Any = None, affine: Any = None,
+             source: str | None = None) -> Host:
+        """The :class:`~synthlung.hosts.Host` of the inputs; its image shares the input's memory.
+
+        Lungs, zone and distances are prepared once per image identity and kept in
+        ``hosts`` (a bounded cache); a later call with the same CT reuses them.
+        ``source`` names the image (cache key, host id; default: a MetaTensor's
+        ``filename_or_obj``).
+        """
         arr, _ = _view3d(image, "image")
         aff = _affine(image, affine)
-        lung_vol = None if lungs is None else Volume(_same_grid(_view3d(lungs, "lungs")[0], arr, "lungs"), aff)
-        tumors = None if label is None else Volume(_same_grid(_view3d(label, "label")[0], arr, "label"), aff)
-        name = image.meta.get("filename_or_obj") if _is_meta_tensor(image) else None
-        return make_host(Volume(arr, aff), tumors, host_id=str(name or type(image).__name__), lungs=lung_vol,
-                         **self.zone_kw)
+        lung_arr = None if lungs is None else _same_grid(_view3d(lungs, "lungs")[0], arr, "lungs")
+        tumor_arr = None if label is None else _same_grid(_view3d(label, "label")[0], arr, "label")
+        if source is None and _is_meta_tensor(image):
+            source = image.meta.get("filename_or_obj")
+        name = str(source or type(image).__name__)
+        tumors = None if tumor_arr is None else Volume(tumor_arr, aff)
 
-    def apply(self, image: Any, lungs: Any = None, label: Any = None, affine: Any = None) -> Inserted:
+        def prepare() -> Host:
+            return make_host(Volume(arr, aff), tumors, host_id=name,
+                             lungs=None if lung_arr is None else Volume(lung_arr, aff), **self.zone_kw)
+
+        key = (name, aff.tobytes(), fingerprint(arr), fingerprint(lung_arr), fingerprint(tumor_arr))
+        return dataclasses.replace(self.hosts.get(key, prepare), image=Volume(arr, aff), tumors=tumors)
+
+    def apply(self, image: Any, lungs: Any = None, label: Any = None, affine: Any = None,
+              source: str | None = None) -> Inserted:
         """Insert with the current draw (no new randomness); the record says what was done."""
         if not self._do_transform:
             return unchanged(image, label, self.key)
         arr, channel = _view3d(image, "image")
         _check_cpu_threads(arr)
-        case = synthesize(self.host(image, lungs, label, affine), self.seed_bank, self.generator(), self.config,
-                          key=self.key)
-        instances = case.instances.array
+        host = self.host(image, lungs, label, affine, source)
+        rng = self.generator()
+        window = None
+        if self.patch_size is not None:
+            if self.config.texture:
+                host_noise(host)  # measured on the whole host, before it is cut
+            window = patch_window(host, self.patch_size, rng)
+        cut = host if window is None else _window_host(host, window)
+        case = synthesize(cut, self.seed_bank, rng, self.config, key=self.key, inplace=not self.copy)
+        record = case.record if window is None else _window_record(case.record, window)
+        xp, order = array_module(arr), memory_order(arr)
+        if not self.copy:
+            out_image = image  # written in place: the tumours' boxes
+        elif window is None:
+            out_image = _restore(case.image.array, image, channel)
+        else:
+            full = xp.array(arr, copy=True, order="K")
+            full[window] = case.image.array
+            out_image = _restore(full, image, channel)
+        # The maps start as zeros (lazily allocated) and are written box by box.
+        lo = (0, 0, 0) if window is None else tuple(w.start for w in window)
+        instances = xp.zeros(arr.shape, dtype=_instance_dtype(image), order=order)
+        for box in _tumor_boxes(record):
+            inner = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, lo))
+            xp.copyto(instances[box], case.instances.array[inner], where=case.instances.array[inner] > 0)
         if label is None:
-            out_label = _restore(case.label.array, image, channel)
+            out_label = case.label.array if window is None else xp.zeros(arr.shape, dtype=np.uint8, order=order)
+            label_channel, target = channel, image
         else:
             given, label_channel = _view3d(label, "label")
-            merged = given.copy()
-            merged[instances > 0] = TUMOR_CLASS
-            out_label = _restore(merged, label, label_channel)
-        record = {"applied": True, **case.record}
-        return Inserted(_restore(case.image.array, image, channel), out_label,
-                        _restore(instances.astype(_instance_dtype(image), copy=False), image, channel), record)
+            out_label, target = xp.array(given, copy=True, order="K"), label
+        for box in _tumor_boxes(record):  # only the inserted tumours' boxes change
+            xp.copyto(out_label[box], TUMOR_CLASS, where=instances[box] > 0)
+        return Inserted(out_image, _restore(out_label, target, label_channel),
+                        _restore(instances, image, channel), {"applied": True, **record})
+
+
+def _window_record(record: dict, window: tuple[slice, slice, slice]) -> dict:
+    """The record of a case made in ``window``, with voxel positions in the whole volume."""
+    lo = [w.start for w in window]
+    tumors = [{**t, "offset_voxels": [o + a for o, a in zip(t["offset_voxels"], lo)],
+               "centre_voxel": [c + a for c, a in zip(t["centre_voxel"], lo)]} for t in record["tumors"]]
+    return {**record, "tumors": tumors,
+            "patch_window": {"offset_voxels": lo, "shape": [w.stop - w.start for w in window]}}
 
 
 class RandInsertTumorsd(RandomizableTransform, MapTransform):
@@ -304,14 +461,14 @@ class RandInsertTumorsd(RandomizableTransform, MapTransform):
     """
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,
-                 prob: float = 1.0, zone_kw: dict | None = None, *, image_key: str = "image",
-                 label_key: str = "label", lungs_key: str | None = None, instance_key: str | None = None,
-                 record_key: str | None = None, allow_missing_keys: bool = False):
+                 prob: float = 1.0, zone_kw: dict | None = None, host_cache: int = 8, patch_size: Any = None,
+                 copy: bool = True, *, image_key: str = "image", label_key: str = "label", lungs_key: str | None = None,
+                 instance_key: str | None = None, record_key: str | None = None, allow_missing_keys: bool = False):
         MapTransform.__init__(self, [image_key, label_key], allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         self.image_key, self.label_key, self.lungs_key = image_key, label_key, lungs_key
         self.instance_key, self.record_key = instance_key, record_key
-        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw)
+        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size, copy)
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
         """Seed this transform and its array form alike; returns self."""

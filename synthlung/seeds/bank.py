@@ -10,13 +10,18 @@ Seed bank layout (``OUT``)::
     {"schema_version": 1, "synthlung_version": "0.1.0",
      "cases": {"<case_id>": {"source": {...}, "params": {"margin_mm": 10.0,
                               "min_volume_mm3": 30.0}, "seeds": ["<seed_id>", ...]}},
-     "seeds": [{"seed_id": ..., "file": "seeds/<seed_id>.npz", <record fields>}, ...]}
+     "seeds": [{"seed_id": ..., "file": "seeds/<seed_id>.npz", "file_sha256": "<hex sha256 of the file>",
+                <record fields>}, ...]}
+
+:meth:`SeedBank.verify` checks every file against its ``file_sha256``
+(``generate`` does before it writes anything).
 
 The record fields are described in :mod:`synthlung.seeds.extraction`.
 """
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -25,7 +30,8 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
-from ..io.atomic import atomic_path, read_json_index, write_json
+from ..io.atomic import atomic_path, read_json_index, remove_stale_temporaries, write_json
+from ..io.folder_lock import folder_lock
 from ..volume import Volume
 from .extraction import Seed, extract_seeds, seed_params
 
@@ -103,10 +109,9 @@ class SeedBank:
                  for s in seeds}
         if case_id is not None:
             cases[case_id] = (source or {}, params or {})
-        for seed in seeds:
-            self._write_seed(seed)
+        hashes = [self._write_seed(seed) for seed in seeds]
         keep = [r for r in self._index["seeds"] if r["case_id"] not in cases]
-        new = [dict(s.record, file=f"seeds/{s.id}.npz") for s in seeds]
+        new = [dict(s.record, file=f"seeds/{s.id}.npz", file_sha256=h) for s, h in zip(seeds, hashes)]
         stale = {r["file"] for r in self._index["seeds"]} - {r["file"] for r in keep + new}
         self._index["seeds"] = keep + new
         for cid, (src, prm) in cases.items():
@@ -117,21 +122,48 @@ class SeedBank:
         for name in stale:  # seeds of a redone case that it no longer has
             (self.root / name).unlink(missing_ok=True)
 
-    def _write_seed(self, seed: Seed) -> None:
-        with atomic_path(self.root / "seeds" / f"{seed.id}.npz") as tmp, open(tmp, "wb") as fh:
+    def _write_seed(self, seed: Seed) -> str:
+        """Write the seed's ``.npz`` atomically; returns the file's sha256."""
+        from ..datasets.catalog import sha256_of
+        path = self.root / "seeds" / f"{seed.id}.npz"
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, image=seed.image.array, mask=seed.mask.array,
                                 soft_mask=seed.soft_mask.array, affine=seed.affine)
+        return sha256_of(path)
+
+    def verify(self) -> None:
+        """Check every seed file against the sha256 the index recorded for it; InputError
+        naming the first file that is missing or changed (then a record's provenance would be false)."""
+        from ..datasets.catalog import sha256_of
+        for record in self._index["seeds"]:
+            path = self.root / record["file"]
+            expected = record.get("file_sha256")
+            if expected is None:
+                raise InputError(f"{path}: the seed bank index records no content hash for it (made by an "
+                                 "older synthlung); rerun `synthlung seeds` into a new bank")
+            if not path.is_file():
+                raise InputError(f"{path}: seed file missing from the bank")
+            actual = sha256_of(path)
+            if actual != expected:
+                raise InputError(f"{path}: seed file changed since the bank was written (sha256 {actual[:12]}..., "
+                                 f"index says {expected[:12]}...); rerun `synthlung seeds`")
 
     def _load(self, record: dict[str, Any]) -> Seed:
         path = self.root / record["file"]
         try:
             with np.load(path) as data:
-                affine = data["affine"]
-                return Seed(image=Volume(data["image"], affine), mask=Volume(data["mask"], affine),
-                            soft_mask=Volume(data["soft_mask"], affine),
-                            record={k: v for k, v in record.items() if k != "file"})
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(f"{path}: cannot read seed file: {exc}") from exc
+                arrays = {k: data[k] for k in ("image", "mask", "soft_mask", "affine")}
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{path}: cannot read seed file: {type(exc).__name__}: {exc}") from exc
+        shapes = {k: arrays[k].shape for k in ("image", "mask", "soft_mask")}
+        if len(set(shapes.values())) != 1 or len(shapes["image"]) != 3 or arrays["affine"].shape != (4, 4):
+            raise InputError(f"{path}: corrupt seed file: arrays of shapes "
+                             f"{', '.join(f'{k} {v}' for k, v in shapes.items())}, affine {arrays['affine'].shape} "
+                             "(expected three equal 3-D shapes and a 4x4 affine)")
+        affine = arrays["affine"]
+        return Seed(image=Volume(arrays["image"], affine), mask=Volume(arrays["mask"], affine),
+                    soft_mask=Volume(arrays["soft_mask"], affine),
+                    record={k: v for k, v in record.items() if k not in ("file", "file_sha256")})
 
     def __repr__(self) -> str:
         return f"SeedBank({str(self.root)!r}, {len(self)} seeds, {len(self._index['cases'])} cases)"
@@ -157,11 +189,21 @@ def build_seed_bank(catalog: str | os.PathLike, out: str | os.PathLike, margin_m
     parameters is not redone. Unlabelled and failed-ingest cases are skipped
     with a note. A case that cannot be read raises, or with ``skip_bad`` is
     noted and left out. ``progress(done, total, case_id)`` is called per case.
+    The bank folder is locked for the run (a second writer gets
+    :class:`~synthlung.errors.BusyError`); temporaries a killed run left are removed.
     """
     from ..datasets import load_catalog
-    from ..io import load
     cases = load_catalog(catalog).cases
-    bank = SeedBank.open(out, create=True)
+    with folder_lock(out, "seeds"):
+        remove_stale_temporaries(out, Path(out) / "seeds")
+        return _extract_all(cases, SeedBank.open(out, create=True), margin_mm, min_volume_mm3, skip_bad,
+                            progress)
+
+
+def _extract_all(cases: list, bank: SeedBank, margin_mm: float, min_volume_mm3: float, skip_bad: bool,
+                 progress: Callable[[int, int, str], None] | None) -> BankReport:
+    """The body of :func:`build_seed_bank`, run while holding the bank's writer lock."""
+    from ..io import load
     params = seed_params(margin_mm, min_volume_mm3)
     report = BankReport([], [], [], [], [])
     for k, case in enumerate(cases):
@@ -176,7 +218,7 @@ def build_seed_bank(catalog: str | os.PathLike, out: str | os.PathLike, margin_m
             report.reused.append(case.id)
             continue
         try:
-            seeds = extract_seeds(load(case.image_path()), load(case.label_path()), margin_mm,
+            seeds = extract_seeds(load(case.image_path()), load(case.label_path(), check_units=False), margin_mm,
                                   min_volume_mm3, case_id=case.id, source=source)
         except InputError as exc:
             if not skip_bad:

@@ -20,6 +20,7 @@ see :mod:`synthlung.seeds.reslice`) and ``seed_spacing_mm`` (the seed volumes' s
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -93,7 +94,10 @@ def seed_params(margin_mm: float, min_volume_mm3: float, reslice_mm: float | Non
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    """``name`` made file-name safe; a changed name gets 8 hex digits of its sha1, so that
+    ids differing only in unsafe characters ("a b", "a_b") never share a seed file."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return safe if safe == name else f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_volume_mm3: float = 30.0,

@@ -3,10 +3,18 @@
 :func:`synthesize` works on a host whose arrays are NumPy or CuPy; everything
 stays on that device (seeds, read from disk, are copied to it once each). The
 only device-to-host traffic is a few scalars per placement try.
+
+A case's cost is bounded by its tumors' boxes, not by the host: the image is
+copied once, in the host array's own memory order (nibabel's Fortran order
+stays Fortran: no transposing copy), the label and instance maps start as
+zeros in that order, and placement reads the lungs and the tumors already
+there box by box (:class:`Occupancy`) instead of building whole-volume maps.
+The zone's candidate centres are listed once per host and kept.
 """
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +24,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import InputError
 from ..hosts.noise import host_noise
+from ..lru import LRUCache
 from ..volume import Volume
 from .insertion import TUMOR_CLASS, insert
 from .morphing import MorphParams, morph, thick_slice_axis
@@ -23,7 +32,6 @@ from .placement import (
     CentreSampler,
     Placement,
     PlacementRules,
-    box_slices,
     sample_placement,
 )
 
@@ -130,6 +138,76 @@ def _equivalent_radius_mm(mask: Any, spacing_mm: tuple[float, float, float]) -> 
     return float((3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0))
 
 
+class Occupancy:
+    """The tumors already in a case, read box by box: the host's own (its label array,
+    or None) and those placed so far (masks at box offsets). ``occupancy[box]`` is
+    a boolean array of the box (slices with explicit start and stop); no whole-volume
+    map is ever made."""
+
+    def __init__(self, tumors: Any, shape: tuple[int, int, int], xp: Any):
+        self.tumors, self.shape, self.xp = tumors, tuple(shape), xp
+        self.placed: list[tuple[tuple[int, int, int], Any]] = []
+
+    def add(self, offset: tuple[int, int, int], mask: Any) -> None:
+        """Record a placed tumor: boolean ``mask`` whose box starts at host voxel ``offset``."""
+        self.placed.append((tuple(int(o) for o in offset), mask))
+
+    def __getitem__(self, box: tuple[slice, slice, slice]) -> Any:
+        lo = [s.start for s in box]
+        hi = [s.stop for s in box]
+        shape = tuple(h - l for l, h in zip(lo, hi))
+        overlaps = []
+        for offset, mask in self.placed:
+            a = [max(l, o) for l, o in zip(lo, offset)]
+            b = [min(h, o + n) for h, o, n in zip(hi, offset, mask.shape)]
+            if all(x < y for x, y in zip(a, b)):
+                overlaps.append((tuple(slice(x - l, y - l) for x, y, l in zip(a, b, lo)),
+                                 mask[tuple(slice(x - o, y - o) for x, y, o in zip(a, b, offset))]))
+        if self.tumors is None and not overlaps:
+            return self.xp.broadcast_to(self.xp.zeros((), dtype=bool), shape)  # nothing here: no array
+        out = self.tumors[box] > 0 if self.tumors is not None else self.xp.zeros(shape, dtype=bool)
+        for where, part in overlaps:
+            out[where] |= part
+        return out
+
+
+class _Positive:
+    """``array > 0`` evaluated only on the boxes asked for (``.shape`` and slicing)."""
+
+    def __init__(self, array: Any):
+        self.array, self.shape = array, tuple(array.shape)
+
+    def __getitem__(self, box: Any) -> Any:
+        return self.array[box] > 0
+
+
+_SAMPLERS = LRUCache(16)
+
+
+def centre_sampler(host: Any) -> CentreSampler:
+    """The host's :class:`CentreSampler`, made once per zone array and dropped with it."""
+    zone = host.zone.array
+    key = id(zone)
+
+    def make() -> tuple[Any, CentreSampler]:
+        try:
+            ref = weakref.ref(zone, lambda _: _SAMPLERS.discard(key))
+        except TypeError:  # an array type without weak references: not kept
+            ref = None
+        return ref, CentreSampler(zone, host.distance_mm.array)
+
+    ref, sampler = _SAMPLERS.get(key, make)
+    if ref is None or ref() is not zone or sampler.distance_mm is not host.distance_mm.array:
+        _SAMPLERS.discard(key)
+        ref, sampler = _SAMPLERS.get(key, make)
+    return sampler
+
+
+def memory_order(array: Any) -> str:
+    """``"F"`` for a Fortran-ordered array (as nibabel loads), else ``"C"``."""
+    return "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+
+
 def draw_tumor_count(rng: np.random.Generator, config: SynthesisConfig) -> int:
     """How many tumors this case asks for."""
     weights = None
@@ -151,9 +229,9 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
         raise InputError("the seed bank is empty: no tumor to insert")
     xp = host.image.xp
     spacing = host.image.spacing
-    lungs = host.lungs.array > 0
-    occupied = (host.tumors.array > 0) if host.tumors is not None else xp.zeros(lungs.shape, dtype=bool)
-    sampler = CentreSampler(host.zone.array, host.distance_mm.array)
+    lungs = _Positive(host.lungs.array)
+    occupied = Occupancy(None if host.tumors is None else host.tumors.array, host.image.shape, xp)
+    sampler = centre_sampler(host)
     wanted = draw_tumor_count(rng, config)
     planned: list[PlannedTumor] = []
     for _ in range(wanted):
@@ -169,27 +247,33 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
             found = sample_placement(mask, _centre_in_box(morphed), radius, sampler, lungs, occupied,
                                      spacing, config.placement, rng)
             if found is not None:
-                occupied[box_slices(found.offset, mask.shape)] |= mask
+                occupied.add(found.offset, mask)
                 planned.append(PlannedTumor(seed_bank.ids[index], morphed, found, params))
                 break
     return planned, wanted
 
 
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
-               config: SynthesisConfig | None = None, key: Any = None) -> Case:
+               config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False) -> Case:
     """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
 
     ``host`` is a :class:`synthlung.hosts.Host` (arrays on NumPy or CuPy),
     ``seed_bank`` a :class:`synthlung.seeds.SeedBank` (or any sequence of seeds
     with ``.ids``). ``key`` is the case's random key, stored in the record.
+    ``inplace``: write the tumors into ``host.image.array`` itself (only their
+    blending boxes change) instead of a copy, for a caller whose host image is
+    its own copy already (a data loader's sample).
     """
     config = config or SynthesisConfig()
     xp = host.image.xp
-    image = host.image.array.copy()
-    label = xp.zeros(image.shape, dtype=np.uint8)
+    # one copy at most, in the host's memory order
+    image = host.image.array if inplace else xp.array(host.image.array, copy=True, order="K")
+    order = memory_order(image)
     if host.tumors is not None:
-        label[host.tumors.array > 0] = TUMOR_CLASS
-    instances = xp.zeros(image.shape, dtype=np.uint16)
+        label = (host.tumors.array > 0).astype(np.uint8, order=order)  # True is TUMOR_CLASS (1)
+    else:
+        label = xp.zeros(image.shape, dtype=np.uint8, order=order)
+    instances = xp.zeros(image.shape, dtype=np.uint16, order=order)
     planned, wanted = sample_placements(host, seed_bank, rng, config)
     texture = host_noise(host) if config.texture else None
     tumors = []

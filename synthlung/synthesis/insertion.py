@@ -2,7 +2,9 @@
 
 Only the blending region changes: every host voxel outside it keeps its exact
 value, and the image keeps the host's dtype and geometry (values are rounded
-for integer images and clipped to the HU range).
+for integer images and clipped to the HU range). All work is on the box: the
+host box is read once into a C-ordered float32 copy (whatever the host's memory
+order) and written back where the blend changed it.
 """
 from __future__ import annotations
 
@@ -36,7 +38,9 @@ def _to_dtype(values: Any, dtype: Any, hu_range: tuple[float, float]) -> Any:
         info = np.iinfo(dtype)
         lo, hi = max(lo, info.min), min(hi, info.max)
         values = xp.rint(values)
-    return xp.clip(values, lo, hi).astype(dtype)
+    else:
+        values = values.copy()
+    return xp.clip(values, lo, hi, out=values).astype(dtype, copy=False)
 
 
 def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[int, int, int],
@@ -51,17 +55,17 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
     ``method`` and ``blend_options`` go to :func:`synthlung.synthesis.blending.blend`;
     ``texture`` is the host's soft-tissue noise to give the tumour, or ``None``.
     """
+    xp = array_module(image)
     region = box_slices(offset, morphed.image.shape)
     host_box = image[region]
-    result = blend(host_box.astype(np.float32), morphed.image.array, morphed.soft_mask.array,
-                   method=method, spacing_mm=spacing_mm, hu_range=hu_range,
+    result = blend(xp.ascontiguousarray(host_box, dtype=xp.float32), morphed.image.array,
+                   morphed.soft_mask.array, method=method, spacing_mm=spacing_mm, hu_range=hu_range,
                    texture=texture, rng=rng, **blend_options)
     changed = result.region
-    blended = _to_dtype(result.image, image.dtype, hu_range)
-    host_box[changed] = blended[changed]
+    xp.copyto(host_box, _to_dtype(result.image, image.dtype, hu_range), where=changed)
     tumor = morphed.mask.array.astype(bool)
-    label[region][tumor] = TUMOR_CLASS
-    instances[region][tumor] = instance_id
+    xp.copyto(label[region], TUMOR_CLASS, where=tumor)
+    xp.copyto(instances[region], instance_id, where=tumor)
     info = {"solver_iterations": result.iterations, "relative_residual": result.residual,
             "noise_added_hu": result.noise_added_hu, "vessel_voxels": result.vessel_voxels}
     return InsertResult(int(changed.sum()), info)

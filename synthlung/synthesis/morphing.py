@@ -264,12 +264,17 @@ class MorphedSeed:
         return self.image.affine
 
 
-def _centroid_world(mask: Volume) -> np.ndarray:
-    xp = mask.xp
-    idx = xp.nonzero(mask.array)
-    if idx[0].size == 0:
+def _mask_profiles(mask: Volume) -> list[np.ndarray]:
+    """Voxel counts of the mask per index along each axis (int64, NumPy): box-sized reductions."""
+    arr = mask.array != 0
+    profiles = [asnumpy(arr.sum(axis=tuple(b for b in range(3) if b != a), dtype=np.int64)) for a in range(3)]
+    if profiles[0].sum() == 0:
         raise InputError("morph: the seed mask is empty, so it has no centroid")
-    ijk = np.array([float(i.mean()) for i in idx])
+    return profiles
+
+
+def _centroid_world(mask: Volume, profiles: list[np.ndarray]) -> np.ndarray:
+    ijk = np.array([float((p * np.arange(p.size)).sum()) / float(p.sum()) for p in profiles])
     return mask.voxel_to_world(ijk)
 
 
@@ -298,27 +303,64 @@ def _lattice(target: Any, params: MorphParams, seed_affine: np.ndarray) -> np.nd
     raise InputError(f"morph: target must be None, three spacings (mm) or a 4x4 affine, got shape {t.shape}")
 
 
-def _elastic_volume_factor(seed: Any, centre: np.ndarray, lin: np.ndarray, ctrl: np.ndarray,
-                           lattice_lin_inv: np.ndarray, step: np.ndarray) -> float:
+VOLUME_SAMPLES = 16
+"""Quadrature points per axis of the elastic volume correction (see :func:`_elastic_volume_factor`)."""
+
+
+def _elastic_volume_factor(seed: Any, profiles: list[np.ndarray], centre: np.ndarray, lin: np.ndarray,
+                           ctrl: np.ndarray, lattice_lin: np.ndarray, step: np.ndarray) -> float:
     """Isotropic factor on ``lin`` that makes the elastic field volume-neutral over the tumour.
 
-    The pulled-back field maps the tumour's volume by ``mean(1 / det(I + grad d))``
-    over its transformed voxels (at most 20000 of them); the factor is that mean
-    to the power -1/3, so shape comes from the elastic field and size from ``scale``.
+    The pulled-back field maps the tumour's volume by the mean of
+    ``1 / det(I + grad d)`` over the moved tumour; the factor is that mean to the
+    power -1/3, so shape comes from the elastic field and size from ``scale``.
+    The mean is a quadrature on :data:`VOLUME_SAMPLES`^3 points spaced evenly over
+    the moved tumour's box along the control grid's axes, where the B-spline field
+    separates (one small basis matrix per axis, no per-voxel work); each point
+    weighs by the seed mask (trilinear) where it comes from. Its cost does not
+    grow with the seed (about 2 ms). Against the mean over every tumour voxel it
+    differs by at most 2.5e-4 for :meth:`MorphParams.sample`'s default ranges and
+    3e-3 for 2-3 mm displacements on an 8-14 mm grid (40 draws each; the tests
+    hold it to 5e-4 and 5e-3).
     """
+    from scipy.ndimage import map_coordinates
+
     from synthlung.kernels.warp import bspline_basis
-    ijk = np.argwhere(asnumpy(seed.mask.array))
-    ijk = ijk[:: max(1, len(ijk) // 20000)].astype(np.float64)
-    world = seed.mask.voxel_to_world(ijk) - centre
-    moved = world @ lin.T  # relative to the moved centre, mm
-    n = ctrl.shape[1:]
-    u = (moved @ lattice_lin_inv.T) / step + (np.asarray(n) - 1) / 2  # control grid coordinates
-    vals = [bspline_basis(u[:, a], n[a]) for a in range(3)]
-    ders = [bspline_basis(u[:, a], n[a], derivative=True) / step[a] for a in range(3)]
-    grad = np.stack([np.einsum("na,nb,nc,dabc->nd", *(ders[a] if b == a else vals[b] for b in range(3)), ctrl)
-                     for a in range(3)], axis=-1)  # d(d)/d(lattice voxel), (N, 3, 3)
-    jac = np.eye(3) + grad @ lattice_lin_inv
-    return float(np.mean(1.0 / np.linalg.det(jac)) ** (-1.0 / 3.0))
+    lo = np.array([np.flatnonzero(p)[0] for p in profiles], dtype=np.float64)
+    hi = np.array([np.flatnonzero(p)[-1] for p in profiles], dtype=np.float64)
+    crop = asnumpy(seed.mask.array[tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))]).astype(np.float32)
+    n = np.asarray(ctrl.shape[1:])
+    lattice_inv = np.linalg.inv(lattice_lin)
+    to_u = lattice_inv @ lin / step[:, None]  # seed-relative world mm -> control grid units
+    corners = np.array(np.meshgrid(*[[a - 0.5, b + 0.5] for a, b in zip(lo, hi)], indexing="ij")).reshape(3, -1).T
+    u_corners = (seed.mask.voxel_to_world(corners) - centre) @ to_u.T + (n - 1) / 2
+    u0, u1 = u_corners.min(axis=0), u_corners.max(axis=0)
+    axes = [u0[a] + (np.arange(VOLUME_SAMPLES) + 0.5) * (u1[a] - u0[a]) / VOLUME_SAMPLES for a in range(3)]
+    vals = [bspline_basis(axes[a], n[a]) for a in range(3)]
+    ders = [bspline_basis(axes[a], n[a], derivative=True) / step[a] for a in range(3)]
+    grad = np.stack([_separable_field(ctrl, *(ders[a] if b == a else vals[b] for b in range(3)))
+                     for a in range(3)], axis=-1)  # d(d)/d(lattice voxel), (K, K, K, 3, 3)
+    jac = np.eye(3) + grad.reshape(-1, 3, 3) @ lattice_inv
+    u = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    world = (u - (n - 1) / 2) @ np.linalg.inv(to_u).T + centre
+    ijk = seed.mask.world_to_voxel(world) - lo
+    weight = map_coordinates(crop, ijk.T, order=1, mode="constant", cval=0.0)
+    return float((np.sum(weight / _det3(jac)) / np.sum(weight)) ** (-1.0 / 3.0))
+
+
+def _separable_field(ctrl: np.ndarray, bx: np.ndarray, by: np.ndarray, bz: np.ndarray) -> np.ndarray:
+    """``sum_abc bx[i, a] by[j, b] bz[k, c] ctrl[:, a, b, c]`` as (i, j, k, 3), one axis at a time."""
+    t = np.tensordot(ctrl, bz, axes=([3], [1]))  # (3, a, b, k)
+    t = np.tensordot(t, by, axes=([2], [1]))  # (3, a, k, j)
+    t = np.tensordot(t, bx, axes=([1], [1]))  # (3, k, j, i)
+    return t.transpose(3, 2, 1, 0)
+
+
+def _det3(m: np.ndarray) -> np.ndarray:
+    """Determinants of a stack of 3x3 matrices (N, 3, 3), written out (no LAPACK call per matrix)."""
+    return (m[:, 0, 0] * (m[:, 1, 1] * m[:, 2, 2] - m[:, 1, 2] * m[:, 2, 1])
+            - m[:, 0, 1] * (m[:, 1, 0] * m[:, 2, 2] - m[:, 1, 2] * m[:, 2, 0])
+            + m[:, 0, 2] * (m[:, 1, 0] * m[:, 2, 1] - m[:, 1, 1] * m[:, 2, 0]))
 
 
 def _snap(m: np.ndarray) -> np.ndarray:
@@ -338,7 +380,8 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     from synthlung.kernels import warp
 
     seed_affine = np.asarray(seed.image.affine, dtype=np.float64)
-    centre = _centroid_world(seed.mask)
+    profiles = _mask_profiles(seed.mask)
+    centre = _centroid_world(seed.mask, profiles)
     moved_centre = centre + np.asarray(params.translation_mm)
     lattice = _lattice(target, params, seed_affine)
     lattice_inv = np.linalg.inv(lattice)
@@ -348,7 +391,7 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     lin = params.linear()
     volume_factor = 1.0
     if ctrl is not None:
-        volume_factor = _elastic_volume_factor(seed, centre, lin, ctrl, lattice_inv[:3, :3], step)
+        volume_factor = _elastic_volume_factor(seed, profiles, centre, lin, ctrl, lattice[:3, :3], step)
         lin = lin * volume_factor
     forward = np.eye(4)
     forward[:3, :3] = lin

@@ -1,0 +1,237 @@
+"""The calls users make, side by side with what they would write instead (CPU).
+
+Host: the real chest CT (233 x 167 x 191, 1.5 mm, Fortran-ordered as nibabel
+loads it), prepared once (lungs, zone, distances). Seed: lung1's real tumour
+(13.7 mm equivalent diameter); the large tumour is the same seed drawn with
+``MorphParams`` scale 3.3 (44.7 mm). Default settings (alpha blending, the
+default morph ranges) unless named.
+
+* ``synthesize`` vs a copy-paste baseline on the same prepared host: ``scipy.ndimage.zoom``
+  of the seed to the host spacing (times the scale), ``elasticdeform.deform_random_grid``
+  (3^3 grid, sigma 1.5 voxels, order 1 / 0), Gaussian alpha (sigma 1 voxel) pasted at a
+  zone voxel into an order-preserving copy of the host image, label map beside;
+* ``morph`` vs ``elasticdeform`` (image linear + mask nearest) on a 96^3 seed; the
+  figure to compare is time per output voxel (``extra_info["output_voxels"]``);
+* the array transform (lungs given, prepared host cached) vs ``synthesize``;
+* a MONAI pipeline per sample, with and without ``RandInsertTumorsd`` (plain
+  ``Dataset``: load every call; ``CacheDataset``: the loaded CT and lungs cached),
+  then a 96^3 crop, the HU window and a flip;
+* writing a case's three NIfTI files: ``synthlung.save`` vs ``nib.save``; one case
+  made and written as ``generate`` does (image, label, instances, record).
+
+    python -m pytest benchmarks/bench_calls.py --benchmark-enable
+"""
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from synthlung.hosts import make_host
+from synthlung.io import load, save
+from synthlung.io.atomic import write_json
+from synthlung.rng import case_rng
+from synthlung.seeds import SeedBank, extract_seeds
+from synthlung.synthesis.case import SynthesisConfig, synthesize
+from synthlung.synthesis.morphing import MorphParams, morph
+
+SMALL = SynthesisConfig(n_tumors=(1,))
+LARGE_SCALE = 3.3
+LARGE = SynthesisConfig(n_tumors=(1,), morph={"scale": LARGE_SCALE})
+KEY = (0, 1)  # the case key every round uses (same work each round)
+
+
+@pytest.fixture(scope="module")
+def ct_path(data_dir):
+    return data_dir / "totalseg-chest" / "chest_ct.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def host(ct_path):
+    return make_host(load(ct_path), host_id="chest")
+
+
+@pytest.fixture(scope="module")
+def bank(data_dir, tmp_path_factory):
+    d = data_dir / "pyradiomics-lung1"
+    seeds = extract_seeds(load(d / "lung1_image.nrrd"), load(d / "lung1_label.nrrd"), case_id="lung1")
+    return SeedBank.write(seeds, tmp_path_factory.mktemp("seeds"))
+
+
+# ---------------------------------------------------------------- synthesize vs copy-paste
+
+def copy_paste(host, seed, candidates, rng, scale):
+    """The baseline: zoom, elasticdeform, Gaussian alpha, pasted at a zone voxel of a prepared host."""
+    import elasticdeform
+    from scipy import ndimage
+    zoom = np.asarray(seed.image.spacing) / np.asarray(host.image.spacing) * scale
+    image = ndimage.zoom(seed.image.array.astype(np.float32), zoom, order=1)
+    mask = ndimage.zoom(seed.mask.array.astype(np.float32), zoom, order=0)
+    image, mask = elasticdeform.deform_random_grid([image, mask], sigma=1.5, points=3, order=[1, 0],
+                                                   mode="nearest")
+    alpha = ndimage.gaussian_filter(mask, 1.0)
+    out = host.image.array.copy(order="K")
+    label = np.zeros(out.shape, np.uint8, order="F")
+    centre = np.unravel_index(candidates[rng.integers(candidates.size)], out.shape)
+    lo = np.clip(np.asarray(centre) - np.asarray(image.shape) // 2, 0, np.asarray(out.shape) - image.shape)
+    box = tuple(slice(int(a), int(a) + n) for a, n in zip(lo, image.shape))
+    out[box] = np.rint(out[box] * (1.0 - alpha) + image * alpha).astype(out.dtype)
+    label[box][mask > 0.5] = 1
+    return out, label
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_synthesize(benchmark, host, bank, size):
+    config = SMALL if size == "small" else LARGE
+    benchmark.group = f"synthesize, one {size} tumour"
+    case = synthesize(host, bank, case_rng(*KEY), config)  # JIT warm-up
+    assert case.record["tumors_inserted"] == 1
+    benchmark.extra_info["box_shape"] = case.record["tumors"][0]["box_shape"]
+    benchmark.pedantic(lambda: synthesize(host, bank, case_rng(*KEY), config), rounds=7, iterations=1,
+                       warmup_rounds=1)
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_copy_paste_baseline(benchmark, host, bank, size):
+    benchmark.group = f"synthesize, one {size} tumour"
+    seed = bank[0]
+    candidates = np.flatnonzero(host.zone.array.ravel())  # prepared once, like the host
+    scale = 1.0 if size == "small" else LARGE_SCALE
+    benchmark.pedantic(lambda: copy_paste(host, seed, candidates, case_rng(*KEY), scale), rounds=7,
+                       iterations=1, warmup_rounds=1)
+
+
+# ---------------------------------------------------------------- morph vs elasticdeform
+
+@pytest.fixture(scope="module")
+def seed96():
+    from synthlung.seeds.extraction import Seed, soft_mask
+    from synthlung.volume import Volume
+    shape, affine = (96, 96, 96), np.diag([1.0, 1.0, 1.0, 1.0])
+    grid = np.indices(shape) - 47.5
+    mask = ((grid ** 2).sum(0) <= 30.0 ** 2).astype(np.uint8)
+    image = (np.where(mask, 40.0, -800.0) + np.random.default_rng(0).normal(0, 25, shape)).astype(np.int16)
+    return Seed(image=Volume(image, affine), mask=Volume(mask, affine),
+                soft_mask=Volume(soft_mask(mask, (1.0, 1.0, 1.0), 2.0), affine), record={"seed_id": "ball"})
+
+
+def test_morph_96(benchmark, seed96):
+    benchmark.group = "morph, 96^3 seed (compare per output voxel)"
+    params = MorphParams.sample(np.random.default_rng(0), elastic_magnitude_mm=1.5)
+    out = morph(seed96, params)
+    benchmark.extra_info["output_voxels"] = int(np.prod(out.image.shape))
+    benchmark.pedantic(lambda: morph(seed96, params), rounds=7, iterations=1, warmup_rounds=1)
+
+
+def test_elasticdeform_96(benchmark, seed96):
+    import elasticdeform
+    benchmark.group = "morph, 96^3 seed (compare per output voxel)"
+    image = seed96.image.array.astype(np.float32)
+    mask = seed96.mask.array.astype(np.float32)
+    benchmark.extra_info["output_voxels"] = int(image.size)
+    benchmark.pedantic(lambda: elasticdeform.deform_random_grid([image, mask], sigma=2.0, points=3, order=[1, 0]),
+                       rounds=3, iterations=1, warmup_rounds=1)
+
+
+# ---------------------------------------------------------------- the training-loop transform
+
+def test_transform_array(benchmark, host, bank):
+    from synthlung.run.transforms import RandInsertTumors
+    benchmark.group = "transform vs synthesize (small tumour)"
+    insert = RandInsertTumors(bank, SMALL).set_random_state(seed=0)
+    args = dict(lungs=host.lungs.array, affine=host.image.affine)
+    insert(host.image.array, **args)  # prepares the host once
+    assert insert.hosts.misses == 1
+
+    def call():
+        insert.set_random_state(seed=0)
+        insert(host.image.array, **args)
+    benchmark.pedantic(call, rounds=7, iterations=1, warmup_rounds=1)
+    assert insert.hosts.misses == 1
+
+
+def test_synthesize_for_transform(benchmark, host, bank):
+    benchmark.group = "transform vs synthesize (small tumour)"
+    benchmark.pedantic(lambda: synthesize(host, bank, case_rng(*KEY), SMALL), rounds=7, iterations=1,
+                       warmup_rounds=1)
+
+
+@pytest.fixture(scope="module")
+def lungs_path(host, tmp_path_factory):
+    path = tmp_path_factory.mktemp("lungs") / "chest_lungs.nii.gz"
+    save(host.lungs, path)
+    return path
+
+
+def _pipeline(bank, insert: str) -> list:
+    """Load (cached by CacheDataset), then per sample: [insert], 96^3 crop, HU window, flips.
+
+    Intensity scaling comes after the crop in both forms: insertion needs HU, and
+    scaling a patch costs less than scaling the CT.
+    """
+    from monai.transforms import (EnsureChannelFirstd, LoadImaged, RandFlipd, RandSpatialCropd,
+                                  ScaleIntensityRanged)
+    from synthlung.run.transforms import RandInsertTumorsd
+    keys = ["image", "lungs"]
+    head = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys)]
+    middle = [] if insert == "without" else [RandInsertTumorsd(bank, SMALL, lungs_key="lungs", copy=insert == "copy")]
+    tail = [RandSpatialCropd(["image"] if insert == "without" else ["image", "label"], roi_size=(96, 96, 96),
+                             random_size=False),
+            ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True),
+            RandFlipd(["image"], prob=0.5, spatial_axis=0)]
+    return head + middle + tail
+
+
+@pytest.mark.parametrize("dataset", ["Dataset", "CacheDataset"])
+@pytest.mark.parametrize("insert", ["without", "copy", "in place"],
+                         ids=["without", "RandInsertTumorsd", "RandInsertTumorsd copy=False"])
+def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, dataset, insert):
+    from monai.data import CacheDataset, Dataset
+    from monai.transforms import Compose
+    benchmark.group = f"MONAI {dataset}, per sample"
+    transform = Compose(_pipeline(bank, insert)).set_random_state(seed=0)
+    items = [{"image": str(ct_path), "lungs": str(lungs_path)}]
+    ds = Dataset(items, transform) if dataset == "Dataset" else CacheDataset(items, transform, progress=False)
+    ds[0]  # warm-up: JIT, prepared host
+    benchmark.pedantic(lambda: ds[0], rounds=7, iterations=1, warmup_rounds=1)
+
+
+# ---------------------------------------------------------------- writing
+
+@pytest.fixture(scope="module")
+def case(host, bank):
+    return synthesize(host, bank, case_rng(*KEY), SMALL)
+
+
+def test_write_synthlung_save(benchmark, case, tmp_path):
+    benchmark.group = "write a case's three NIfTI files"
+
+    def write():
+        for name, v in (("image", case.image), ("label", case.label), ("instances", case.instances)):
+            save(v, tmp_path / f"{name}.nii.gz")
+    benchmark.pedantic(write, rounds=5, iterations=1, warmup_rounds=1)
+    assert np.array_equal(np.asarray(nib.load(tmp_path / "image.nii.gz").dataobj), case.image.array)
+
+
+def test_write_nib_save(benchmark, case, tmp_path):
+    benchmark.group = "write a case's three NIfTI files"
+
+    def write():
+        for name, v in (("image", case.image), ("label", case.label), ("instances", case.instances)):
+            nib.save(nib.Nifti1Image(v.array, v.affine), str(tmp_path / f"{name}.nii.gz"))
+    benchmark.pedantic(write, rounds=5, iterations=1, warmup_rounds=1)
+
+
+def test_case_with_writing(benchmark, host, bank, tmp_path):
+    """What ``generate`` does per case once its host is loaded: make, write three files and the record."""
+    benchmark.group = "one case made and written (generate's per-case work)"
+
+    def make_and_write():
+        made = synthesize(host, bank, case_rng(*KEY), SMALL)
+        for name, v in (("image", made.image), ("label", made.label), ("instances", made.instances)):
+            save(v, tmp_path / f"{name}.nii.gz")
+        write_json(tmp_path / "record.json", made.record)
+    benchmark.pedantic(make_and_write, rounds=5, iterations=1, warmup_rounds=1)
+    assert json.loads((tmp_path / "record.json").read_text())["tumors_inserted"] == 1
