@@ -67,3 +67,18 @@ def test_the_real_hosts_soft_tissue_noise(chest_ct_path):
     inplane, axial = spec.profiles()
     assert inplane[:3].sum() > 2 * inplane[-3:].sum() and axial[:2].sum() > 2 * axial[-2:].sum()
     assert 25.0 < highpass_noise_hu(image.array, tissue) < 40.0
+
+
+def test_noise_that_changes_with_place_is_followed():
+    rng = np.random.default_rng(2)
+    shape, spacing = (96, 40, 30), (2.0, 2.0, 2.0)  # 192 mm along the first axis: three blocks
+    noise = rng.standard_normal(shape)
+    noise[:48] *= 20.0
+    noise[48:] *= 40.0
+    spec = measure_spectrum(noise, np.ones(shape, bool), spacing, 2)
+    quiet, loud = spec.std_near((10, 20, 15), spacing), spec.std_near((85, 20, 15), spacing)
+    assert 1.4 < loud / quiet < 2.1, (quiet, loud)
+    assert quiet < spec.std_hu < loud
+    assert NoiseSpectrum.from_record(spec.to_record()) == spec
+    flat = NoiseSpectrum(spec.std_hu, 2, spec.f_inplane, spec.f_axial, spec.nps, spec.n_voxels)
+    assert flat.std_near((10, 20, 15), spacing) == spec.std_hu

@@ -11,7 +11,8 @@ lags up to ``LAG_VOX`` voxels), Hann-windowed and Fourier-transformed, gives the
 their neighbours' value) undoes it, and the spectrum's integral is the variance.
 The spectrum is kept as a table over in-plane radial frequency and frequency
 along the scan axis (cycles/mm): CT noise is rotationally symmetric in the slice
-plane, not across it.
+plane, not across it. How the noise changes with place is kept per block of
+``BLOCK_MM`` (:meth:`NoiseSpectrum.std_near`).
 
 :func:`correlated_noise` draws white noise from a generator and shapes it by the
 table (``xp.fft``: NumPy or CuPy). Everything runs on the image's device.
@@ -35,6 +36,10 @@ DETREND_VOX = 3.0
 """Sigma (voxels) of the local mean taken off before the noise is measured."""
 LAG_VOX = 6
 """Largest autocorrelation lag (voxels) per axis: CT noise decorrelates within 2-3 voxels."""
+BLOCK_MM = 60.0
+"""Size (mm) of the blocks over which the noise's change with place is measured."""
+MIN_BLOCK_VOXELS = 500
+"""Fewest measured voxels a block needs to count."""
 MIN_KEPT = 0.3
 """Frequencies where the detrending kept less power than this are filled from their neighbours."""
 
@@ -45,6 +50,11 @@ class NoiseSpectrum:
     frequency ``f_inplane[i]`` and scan-axis frequency ``f_axial[j]`` (cycles/mm).
 
     ``scan_axis``: the array axis across the slices; ``n_voxels``: voxels measured.
+    ``blocks``: ``(i, j, k, ratio, count)`` per block of about ``BLOCK_MM``: the
+    block's centre (voxels of the measured image), its noise over the whole
+    measurement's (RMS of the detrended noise) and its voxel count; CT noise
+    varies with the path through the body, so :meth:`std_near` scales ``std_hu``
+    to a place.
     """
 
     std_hu: float
@@ -53,16 +63,31 @@ class NoiseSpectrum:
     f_axial: tuple
     nps: tuple
     n_voxels: int
+    blocks: tuple = ()
 
     def to_record(self) -> dict:
         """JSON-ready form (what ``host.record["soft_tissue_noise"]`` holds)."""
         return {"std_hu": self.std_hu, "scan_axis": self.scan_axis, "f_inplane": list(self.f_inplane),
-                "f_axial": list(self.f_axial), "nps": [list(r) for r in self.nps], "n_voxels": self.n_voxels}
+                "f_axial": list(self.f_axial), "nps": [list(r) for r in self.nps], "n_voxels": self.n_voxels,
+                "blocks": [list(b) for b in self.blocks]}
 
     @classmethod
     def from_record(cls, record: dict) -> "NoiseSpectrum":
         return cls(float(record["std_hu"]), int(record["scan_axis"]), tuple(record["f_inplane"]),
-                   tuple(record["f_axial"]), tuple(tuple(r) for r in record["nps"]), int(record["n_voxels"]))
+                   tuple(record["f_axial"]), tuple(tuple(r) for r in record["nps"]), int(record["n_voxels"]),
+                   tuple(tuple(b) for b in record.get("blocks", ())))
+
+    def std_near(self, voxel: Any, spacing_mm: tuple[float, float, float]) -> float:
+        """The noise std (HU) near ``voxel``: ``std_hu`` times the blocks' ratios, in quadrature,
+        weighted by voxel count and a Gaussian of ``BLOCK_MM`` of the distance (mm)."""
+        if not self.blocks:
+            return self.std_hu
+        b = np.asarray(self.blocks, dtype=np.float64)
+        d = (b[:, :3] - np.asarray(voxel, dtype=np.float64)) * np.asarray(spacing_mm, dtype=np.float64)
+        w = b[:, 4] * np.exp(-0.5 * (d ** 2).sum(axis=1) / BLOCK_MM ** 2)
+        if w.sum() <= 0:
+            return self.std_hu
+        return float(self.std_hu * np.sqrt((w * b[:, 3] ** 2).sum() / w.sum()))
 
     def profiles(self) -> tuple[np.ndarray, np.ndarray]:
         """1-D spectra: in-plane (mean over scan-axis frequency) and along the scan axis
@@ -114,6 +139,22 @@ def _lags(a: Any, lag: int) -> Any:
     return a
 
 
+def _blocks(noise: Any, mask: Any, spacing_mm: tuple[float, float, float], origin: tuple[int, ...]) -> tuple:
+    """``(i, j, k, ratio, count)`` per block of about ``BLOCK_MM`` with ``MIN_BLOCK_VOXELS`` measured voxels."""
+    xp = array_module(noise)
+    total = float((noise * noise).sum()) / max(int(mask.sum()), 1)
+    steps = [max(1, int(round(BLOCK_MM / s))) for s in spacing_mm]
+    out = []
+    for lo in np.ndindex(*[-(-n // st) for n, st in zip(noise.shape, steps)]):
+        box = tuple(slice(i * st, (i + 1) * st) for i, st in zip(lo, steps))
+        count = int(mask[box].sum())
+        if count >= MIN_BLOCK_VOXELS:
+            ratio = float(xp.sqrt((noise[box] ** 2).sum() / count / max(total, 1e-12)))
+            centre = [o + (b.start + min(b.stop, n) - 1) / 2 for o, b, n in zip(origin, box, noise.shape)]
+            out.append((*(round(c, 1) for c in centre), round(ratio, 4), count))
+    return tuple(out)
+
+
 def _fill_empty(table: np.ndarray, filled: np.ndarray) -> np.ndarray:
     """Entries of ``table`` not ``filled`` take the value of the nearest filled entry (index space)."""
     near = ndimage_for(np).distance_transform_edt(~filled, return_distances=False, return_indices=True)
@@ -130,6 +171,7 @@ def measure_spectrum(image: Any, mask: Any, spacing_mm: tuple[float, float, floa
                          f"need >= {min_voxels}")
     m = mask[box].astype(xp.float32)
     x = detrended(image[box], mask[box])
+    blocks = _blocks(x, mask[box], spacing_mm, tuple(s.start for s in box))
     shape = tuple(n + lag for n in m.shape)  # zero padding: correlations do not wrap
     fx, fm = xp.fft.rfftn(x, s=shape, axes=(0, 1, 2)), xp.fft.rfftn(m, s=shape, axes=(0, 1, 2))
     num = _lags(xp.fft.irfftn(fx * xp.conj(fx), s=shape, axes=(0, 1, 2)), lag)
@@ -163,7 +205,7 @@ def measure_spectrum(image: Any, mask: Any, spacing_mm: tuple[float, float, floa
                          f_inplane=tuple(round(i * step_r, 6) for i in range(table.shape[0])),
                          f_axial=tuple(round(j * step_z, 6) for j in range(table.shape[1])),
                          nps=tuple(tuple(round(float(v), 4) for v in row) for row in table),
-                         n_voxels=int(mask.sum()))
+                         n_voxels=int(mask.sum()), blocks=blocks)
 
 
 def host_noise(host: Any) -> NoiseSpectrum:

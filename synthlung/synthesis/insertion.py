@@ -8,6 +8,7 @@ order) and written back where the blend changed it.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,11 +54,15 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
     are host arrays (NumPy or CuPy, all on one device) updated in place; ``morphed``
     is a :class:`synthlung.synthesis.morphing.MorphedSeed` on the same device and host lattice.
     ``method`` and ``blend_options`` go to :func:`synthlung.synthesis.blending.blend`;
-    ``texture`` is the host's soft-tissue noise to give the tumour, or ``None``.
+    ``texture`` is the host's soft-tissue noise to give the tumour (its std taken near
+    the box's centre, :meth:`synthlung.hosts.noise.NoiseSpectrum.std_near`), or ``None``.
     """
     xp = array_module(image)
     region = box_slices(offset, morphed.image.shape)
     host_box = image[region]
+    if texture is not None:  # the host's noise near this tumour
+        centre = [o + (n - 1) / 2 for o, n in zip(offset, morphed.image.shape)]
+        texture = dataclasses.replace(texture, std_hu=texture.std_near(centre, spacing_mm))
     result = blend(xp.ascontiguousarray(host_box, dtype=xp.float32), morphed.image.array,
                    morphed.soft_mask.array, method=method, spacing_mm=spacing_mm, hu_range=hu_range,
                    texture=texture, rng=rng, **blend_options)
@@ -67,5 +72,6 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
     xp.copyto(label[region], TUMOR_CLASS, where=tumor)
     xp.copyto(instances[region], instance_id, where=tumor)
     info = {"solver_iterations": result.iterations, "relative_residual": result.residual,
-            "noise_added_hu": result.noise_added_hu, "vessel_voxels": result.vessel_voxels}
+            "noise_added_hu": result.noise_added_hu, "vessel_voxels": result.vessel_voxels,
+            "host_noise_near_hu": None if texture is None else round(texture.std_hu, 3)}
     return InsertResult(int(changed.sum()), info)
