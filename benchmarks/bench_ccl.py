@@ -103,13 +103,15 @@ def _gpu_mask(mask_c):
     return cupy.asarray(mask_c)
 
 
-def _run_gpu(benchmark, fn, *args):
+def _run_gpu(benchmark, fn, mask, *args):
     import cupy
 
     def timed():
-        out = fn(*args)
+        out = fn(mask, *args)
         cupy.cuda.get_current_stream().synchronize()
         return out
+    # minimum traffic: the uint8 mask read once, the uint32 labels written once (for benchmarks.gpu's table)
+    benchmark.extra_info.update(size="x".join(map(str, mask.shape)), voxels=int(mask.size), bytes=5 * int(mask.size))
     return _run(benchmark, timed)
 
 

@@ -73,7 +73,7 @@ def main(n_draws: int = 5) -> None:
         for when in ("before", "after"):
             options = dict(BEFORE) if when == "before" else {}
             options["morph"] = {**options.get("morph", {}), **morph}
-            config = SynthesisConfig(n_tumors=(1,), **options)
+            config = SynthesisConfig(n_tumors=(1,), sizes=None, **options)  # size: the morph's scale alone
             rows: dict[str, list] = {m: [] for m in BLEND_METHODS}
             for i in range(n_draws):
                 for method, reports in evaluate_methods(host, banks[when], case_rng(0, i), BLEND_METHODS,

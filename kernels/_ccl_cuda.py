@@ -1,4 +1,4 @@
-"""CUDA kernels of :mod:`synthlung.kernels.ccl` and :mod:`synthlung.kernels.ccl_stats`.
+"""CUDA kernels of :mod:`synthlung.kernels.ccl`.
 
 Imported only when a ``cuda`` function first runs (this module imports
 ``numba.cuda``); kernels compile on their first launch. They are module-level
@@ -183,21 +183,3 @@ def block_label(occ, lab, rank, shape, bshape):
     for k in range(8):
         if (bits >> k) & 1:
             lab[voxel_of(bz, by, bx, k, shape, bshape)] = v
-
-
-@cuda.jit
-def accumulate(lab, counts, lo, hi, sums):
-    z, y, x = cuda.grid(3)
-    nz, ny, nx = lab.shape
-    if z >= nz or y >= ny or x >= nx:
-        return
-    v = lab[z, y, x]
-    if v == 0:
-        return
-    i = v - 1
-    pos = (z, y, x)
-    cuda.atomic.add(counts, i, 1)
-    for a in range(3):
-        cuda.atomic.add(sums, (i, a), pos[a])
-        cuda.atomic.min(lo, (i, a), pos[a])
-        cuda.atomic.max(hi, (i, a), pos[a] + 1)

@@ -3,19 +3,26 @@
 ``out[a, b, c]`` is the float32 mean of ``x[a*f0:(a+1)*f0, b*f1:(b+1)*f1,
 c*f2:(c+1)*f2]``; the output has ``ceil(n / f)`` voxels per axis, the last
 block of an axis holding whatever is left (its mean is over the voxels it
-has). Integer and float inputs; sums are accumulated in float64.
+has). Integer and float inputs; sums are accumulated in float64 on the CPU and
+in float32 on the GPU (exact for integer HU: a block sum stays below 2^24).
 
 * ``cpu``: Numba, parallel over output planes, one pass over the input.
 * ``cuda``: one thread per output voxel (CuPy arrays, or NumPy under the simulator).
 * ``reference``: NumPy ``add.reduceat`` along each axis.
+
+``cpu`` and ``cuda`` walk the input in its memory order (C or Fortran alike:
+see :mod:`.layout`; ``threadIdx.x`` runs along the contiguous axis) and return
+the output in that order.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-from synthlung.backend import array_module
+from synthlung.backend import array_module, cuda_module
 from synthlung.errors import InputError
+
+from .layout import inverse, memory_view
 
 
 def _out_shape(shape, factors) -> tuple[int, int, int]:
@@ -38,21 +45,27 @@ def reference(x, factors):
     return out.astype(np.float32)
 
 
-def _block_mean_v(x, a, b, c, f0, f1, f2):
-    """Mean of block (a, b, c): the per-voxel work shared by the CPU loop and the CUDA kernel."""
-    n0, n1, n2 = x.shape
-    i1 = min((a + 1) * f0, n0)
-    j1 = min((b + 1) * f1, n1)
-    k1 = min((c + 1) * f2, n2)
-    acc = 0.0
-    for i in range(a * f0, i1):
-        for j in range(b * f1, j1):
-            for k in range(c * f2, k1):
-                acc += x[i, j, k]
-    return acc / ((i1 - a * f0) * (j1 - b * f1) * (k1 - c * f2))
+def block_mean_op(real):
+    """Mean of block (a, b, c), summed in ``real`` (np.float64 on the CPU, np.float32 on the GPU).
+
+    The per-voxel work shared by the CPU loop and the CUDA kernel (compile the result).
+    """
+    def op(x, a, b, c, f0, f1, f2):
+        n0, n1, n2 = x.shape
+        i1 = min((a + 1) * f0, n0)
+        j1 = min((b + 1) * f1, n1)
+        k1 = min((c + 1) * f2, n2)
+        acc = real(0.0)
+        for i in range(a * f0, i1):
+            for j in range(b * f1, j1):
+                for k in range(c * f2, k1):
+                    acc += real(x[i, j, k])
+        return acc / real((i1 - a * f0) * (j1 - b * f1) * (k1 - c * f2))
+
+    return op
 
 
-_block_mean_cpu = njit(cache=True)(_block_mean_v)
+_block_mean_cpu = njit(cache=True)(block_mean_op(np.float64))
 
 
 @njit(cache=True, parallel=True)
@@ -64,19 +77,26 @@ def _cpu(x, f0, f1, f2, out):
                 out[a, b, c] = _block_mean_cpu(x, a, b, c, f0, f1, f2)
 
 
+def _views(xp, x, factors):
+    """Input and output in the input's memory order, the factors permuted alike, and the permutation."""
+    shape = _out_shape(x.shape, factors)
+    xv, perm = memory_view(x)
+    out = xp.empty(tuple(shape[a] for a in perm), dtype=np.float32)
+    return xv, out, tuple(int(factors[a]) for a in perm), perm
+
+
 def cpu(x, factors):
     """Block means on the CPU (float32, shape ``ceil(x.shape / factors)``)."""
-    out = np.empty(_out_shape(x.shape, factors), dtype=np.float32)
-    _cpu(x, int(factors[0]), int(factors[1]), int(factors[2]), out)
-    return out
+    xv, out, f, perm = _views(np, x, factors)
+    _cpu(xv, *f, out)
+    return out.transpose(inverse(perm))
 
 
 def cuda(x, factors):
-    """Block means on the GPU: one thread per output voxel; output on the input's device."""
-    shape = _out_shape(x.shape, factors)
-    from . import _lung_cuda
-    out = array_module(x).empty(shape, dtype=np.float32)
-    threads = (4, 8, 8)
-    blocks = tuple(-(-s // t) for s, t in zip(shape, threads))
-    _lung_cuda.block_mean[blocks, threads](x, int(factors[0]), int(factors[1]), int(factors[2]), out)
-    return out
+    """Block means on the GPU: one thread per output voxel, float32 sums; output on the input's device."""
+    from ._block_mean_cuda import THREADS, block_mean
+
+    xv, out, f, perm = _views(cuda_module(x, "block_mean"), x, factors)
+    blocks = tuple(-(-s // t) for s, t in zip(out.shape[::-1], THREADS))
+    block_mean[blocks, THREADS](xv, *f, out)
+    return out.transpose(inverse(perm))

@@ -36,8 +36,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from synthlung.backend import array_module
+from synthlung.backend import cuda_module
 from synthlung.errors import InputError
+
+from .layout import memory_order
 
 CONNECTIVITIES = (6, 18, 26)
 _ALL1 = np.uint64(0x0101010101010101)
@@ -252,20 +254,11 @@ def _paint(out, rs, re, lab, start, stop, nx):
                 out[x] = v
 
 
-def _memory_order(mask: np.ndarray) -> tuple[int, ...]:
-    """Axis permutation that puts ``mask``'s axes in memory order (largest stride first).
-
-    Axes of length 1 count as outermost, so that rows stay as long as possible.
-    """
-    strides = [abs(s) if n > 1 else math.inf for s, n in zip(mask.strides, mask.shape)]
-    return tuple(sorted(range(3), key=lambda a: -strides[a]))
-
-
 def cpu(mask, connectivity: int = 26):
     """Label ``mask`` on the CPU (Numba, all cores). Returns ``(uint32 labels, n)``."""
     _check(mask, connectivity)
     mask = np.asarray(mask)
-    perm = _memory_order(mask)
+    perm = memory_order(mask)
     work = np.ascontiguousarray(mask.transpose(perm))
     m8 = work.view(np.uint8) if work.dtype == np.bool_ else (work != 0).view(np.uint8)
     nz, ny, nx = work.shape
@@ -315,7 +308,7 @@ def cuda_voxel(mask, connectivity: int = 26):
 
 def _cuda_label(mask, connectivity: int, per_voxel: bool):
     _check(mask, connectivity)
-    xp = array_module(mask)
+    xp = cuda_module(mask, "ccl")
     m = xp.ascontiguousarray(mask)
     m = (m.view(xp.uint8) if m.dtype == xp.bool_ else (m != 0).view(xp.uint8)).reshape(-1)
     shape = tuple(int(s) for s in mask.shape)

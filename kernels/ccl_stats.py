@@ -6,6 +6,10 @@ bounding box in voxels with ``lo`` inclusive and ``hi`` exclusive (int64, (n, 3)
 and centroid as the mean voxel index (float64, (n, 3)). Row ``i`` is label ``i + 1``.
 Counts and boxes agree exactly across implementations, centroids to 1e-9 relative.
 A label with no voxels gets count 0, lo = shape, hi = 0 and a NaN centroid.
+A label outside 0..n (above ``n``, or negative) is refused with ``InputError``
+naming it; nothing is written out of bounds. Sums are integers (exact) on both
+paths; ``cpu`` and ``cuda`` walk the labels in their memory order (C or Fortran
+alike, see :mod:`.layout`).
 """
 from __future__ import annotations
 
@@ -14,15 +18,27 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from synthlung.backend import array_module
+from synthlung.backend import cuda_module
 from synthlung.errors import InputError
+
+from .layout import memory_view
 
 
 def _check(labels, n: int) -> None:
     if labels.ndim != 3:
         raise InputError(f"labels must be 3-D, got shape {tuple(labels.shape)}")
+    if labels.dtype.kind not in "ui":
+        raise InputError(f"labels must be integers, got dtype {labels.dtype}")
     if n < 0:
         raise InputError(f"n={n}: the number of components cannot be negative")
+
+
+def _check_range(hi: int, lo: int, n: int) -> None:
+    """Refuse labels seen above ``n`` (``hi`` > n) or below 0 (``lo`` < 0)."""
+    if hi > n:
+        raise InputError(f"component_stats: label {hi} is above n={n} (labels must be 0..n)")
+    if lo < 0:
+        raise InputError(f"component_stats: label {lo} is negative (labels must be 0..n)")
 
 
 def _finish(counts, lo, hi, sums):
@@ -34,8 +50,10 @@ def _finish(counts, lo, hi, sums):
 
 def reference(labels, n: int):
     """Plain NumPy: one ``np.nonzero`` per label (the test oracle)."""
-    _check(labels, n)
     labels = np.asarray(labels)
+    _check(labels, n)
+    if labels.size:
+        _check_range(int(labels.max()), int(labels.min()), n)
     counts = np.zeros(n, np.int64)
     lo = np.tile(np.array(labels.shape, np.int64), (n, 1))
     hi = np.zeros((n, 3), np.int64)
@@ -52,11 +70,13 @@ def reference(labels, n: int):
 
 @njit(cache=True, parallel=True)
 def _stats(lab, n, nchunks):
+    """Per-chunk accumulation over rows of ``lab`` (C order); labels outside 0..n are skipped and reported."""
     nz, ny, nx = lab.shape
     counts = np.zeros((nchunks, n + 1), np.int64)
     lo = np.empty((nchunks, n + 1, 3), np.int64)
     hi = np.zeros((nchunks, n + 1, 3), np.int64)
-    sums = np.zeros((nchunks, n + 1, 3), np.float64)
+    sums = np.zeros((nchunks, n + 1, 3), np.int64)  # 2 x coordinate sums (run midpoints are halves)
+    bad = np.zeros((nchunks, 2), np.int64)  # largest label above n, smallest below 0 (0: none)
     nrows = nz * ny
     for c in prange(nchunks):
         for l in range(n + 1):
@@ -75,11 +95,15 @@ def _stats(lab, n, nchunks):
                     x += 1
                 if v == 0:
                     continue
+                if v > n or v < 0:
+                    bad[c, 0] = max(bad[c, 0], np.int64(v))
+                    bad[c, 1] = min(bad[c, 1], np.int64(v))
+                    continue
                 length = x - s
                 counts[c, v] += length
-                sums[c, v, 0] += z * length
-                sums[c, v, 1] += y * length
-                sums[c, v, 2] += (s + x - 1) * length * 0.5
+                sums[c, v, 0] += 2 * z * length
+                sums[c, v, 1] += 2 * y * length
+                sums[c, v, 2] += (s + x - 1) * length
                 lo[c, v, 0] = min(lo[c, v, 0], z)
                 lo[c, v, 1] = min(lo[c, v, 1], y)
                 lo[c, v, 2] = min(lo[c, v, 2], s)
@@ -90,42 +114,58 @@ def _stats(lab, n, nchunks):
     tlo = lo[0].copy()
     thi = hi[0].copy()
     tsum = sums[0].copy()
+    tbad = bad[0].copy()
     for c in range(1, nchunks):
         tc += counts[c]
         tsum += sums[c]
+        tbad[0] = max(tbad[0], bad[c, 0])
+        tbad[1] = min(tbad[1], bad[c, 1])
         for l in range(n + 1):
             for a in range(3):
                 tlo[l, a] = min(tlo[l, a], lo[c, l, a])
                 thi[l, a] = max(thi[l, a], hi[c, l, a])
-    return tc[1:], tlo[1:], thi[1:], tsum[1:]
+    return tc[1:], tlo[1:], thi[1:], tsum[1:], tbad
+
+
+def _to_input_axes(perm, lo, hi, sums):
+    """Columns of the memory-order view's axes back to the input's axes."""
+    cols = [perm.index(a) for a in range(3)]
+    return lo[:, cols], hi[:, cols], sums[:, cols]
 
 
 def cpu(labels, n: int):
     """Numba, rows split over all cores, each run of equal labels counted once."""
     import numba
-    _check(labels, n)
     labels = np.asarray(labels)
-    if labels.dtype.kind not in "ui":
-        raise InputError(f"labels must be integers, got dtype {labels.dtype}")
-    nrows = labels.shape[0] * labels.shape[1]
+    _check(labels, n)
+    view, perm = memory_view(labels)
+    nrows = view.shape[0] * view.shape[1]
     nchunks = max(1, min(numba.get_num_threads(), nrows))
-    counts, lo, hi, sums = _stats(labels, int(n), nchunks)
-    return _finish(counts, lo, hi, sums)
+    counts, lo, hi, sums, bad = _stats(view, int(n), nchunks)
+    _check_range(int(bad[0]), int(bad[1]), n)
+    lo, hi, sums = _to_input_axes(perm, lo, hi, sums)
+    return _finish(counts, lo, hi, sums / 2.0)
 
 
 def cuda(labels, n: int):
-    """One thread per voxel, atomics into per-label accumulators; all on the device."""
-    from synthlung.backend import cuda_simulator_enabled
+    """One thread per voxel (``threadIdx.x`` on the contiguous axis), integer atomics; all on the device.
 
-    from ._ccl_cuda import accumulate
+    The one host copy is the out-of-range report (two int64).
+    """
+    from ._ccl_stats_cuda import THREADS, accumulate
+
+    xp = cuda_module(labels, "component_stats")
     _check(labels, n)
-    xp = array_module(labels)
+    view, perm = memory_view(labels)
     counts = xp.zeros(n, xp.int64)
-    lo = xp.tile(xp.asarray(labels.shape, dtype=xp.int64), (n, 1))
+    lo = xp.tile(xp.asarray(view.shape, dtype=xp.int64), (n, 1))
     hi = xp.zeros((n, 3), xp.int64)
-    sums = xp.zeros((n, 3), xp.float64)
-    if n and labels.size:
-        block = (1, 4, 16) if cuda_simulator_enabled() else (1, 4, 64)
-        grid = tuple(max(1, math.ceil(s / b)) for s, b in zip(labels.shape, block))
-        accumulate[grid, block](labels, counts, lo, hi, sums)
-    return _finish(counts, lo, hi, sums)
+    sums = xp.zeros((n, 3), xp.int64)
+    bad = xp.zeros(2, xp.int64)
+    if labels.size:
+        grid = tuple(max(1, math.ceil(s / b)) for s, b in zip(view.shape[::-1], THREADS))
+        accumulate[grid, THREADS](view, n, counts, lo, hi, sums, bad)
+        hi_bad, lo_bad = (int(v) for v in bad.tolist())
+        _check_range(hi_bad, lo_bad, n)
+    lo, hi, sums = _to_input_axes(perm, lo, hi, sums)
+    return _finish(counts, lo, hi, sums.astype(xp.float64))

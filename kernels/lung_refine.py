@@ -10,14 +10,23 @@ decision never make an intermediate full-size array.
 * ``cpu``: Numba, parallel over the first axis.
 * ``cuda``: one thread per output voxel.
 * ``reference``: NumPy repeat + where.
+
+``cpu`` and ``cuda`` walk ``hu`` in its memory order (C or Fortran alike, see
+:mod:`.layout`; ``threadIdx.x`` on the contiguous axis) and return the labels in
+that order. ``threshold`` is compared in ``hu``'s own type (as ``ceil(threshold)``
+for integer HU, float32 for float32 HU).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit, prange
 
-from synthlung.backend import array_module
+from synthlung.backend import cuda_module
 from synthlung.errors import InputError
+
+from .layout import inverse, memory_view
 
 
 def _check(hu, labels, core, factors) -> None:
@@ -60,21 +69,34 @@ def _cpu(hu, labels, core, f0, f1, f2, threshold, out):
                 out[i, j, k] = _refine_cpu(hu, labels, core, i, j, k, f0, f1, f2, threshold)
 
 
+def _views(xp, hu, labels, core, factors, threshold):
+    """Kernel arguments as memory-order views of ``hu``'s order, the output, and the permutation."""
+    _check(hu, labels, core, factors)
+    huv, perm = memory_view(hu)
+    out = xp.empty(huv.shape, dtype=np.uint8)
+    f = tuple(int(factors[a]) for a in perm)
+    if hu.dtype.kind in "iu":  # integer HU: hu < t exactly when hu < ceil(t); no float compare
+        t = int(math.ceil(threshold))
+    else:
+        t = np.float32(threshold) if hu.dtype == np.float32 else float(threshold)
+    # the coarse grids (1/prod(factors) of the voxels) are copied into the same order
+    coarse = [xp.ascontiguousarray(a.transpose(perm)) for a in (labels, core)]
+    return (huv, *coarse, *f, t, out), perm
+
+
 def cpu(hu, labels, core, factors, threshold):
     """Refined uint8 labels at the resolution of ``hu`` (CPU)."""
-    _check(hu, labels, core, factors)
-    out = np.empty(hu.shape, dtype=np.uint8)
-    _cpu(hu, labels, core, int(factors[0]), int(factors[1]), int(factors[2]), float(threshold), out)
-    return out
+    args, perm = _views(np, hu, labels, core, factors, threshold)
+    _cpu(*args)
+    return args[-1].transpose(inverse(perm))
 
 
 def cuda(hu, labels, core, factors, threshold):
     """Refined uint8 labels on the GPU, one thread per voxel; output on the input's device."""
-    _check(hu, labels, core, factors)
-    from . import _lung_cuda
-    out = array_module(hu).empty(hu.shape, dtype=np.uint8)
-    threads = (2, 8, 32)
-    blocks = tuple(-(-s // t) for s, t in zip(hu.shape, threads))
-    _lung_cuda.lung_refine[blocks, threads](hu, labels, core, int(factors[0]), int(factors[1]), int(factors[2]),
-                                    float(threshold), out)
-    return out
+    from ._lung_refine_cuda import THREADS, lung_refine
+
+    args, perm = _views(cuda_module(hu, "lung_refine"), hu, labels, core, factors, threshold)
+    out = args[-1]
+    blocks = tuple(-(-s // t) for s, t in zip(out.shape[::-1], THREADS))
+    lung_refine[blocks, THREADS](*args)
+    return out.transpose(inverse(perm))

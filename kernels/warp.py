@@ -28,7 +28,10 @@ seed bit for bit. Sampling and the displacement sum are float32.
 ``cpu`` evaluates ``D`` separably: per output row (i, j) the x/y taps reduce
 the control grid to a profile along z, spread over the row by a dense basis
 matrix; positions are computed in a branch-free pass before the gathers.
-``cuda`` runs one thread per voxel with the 4x4x4 taps.
+``cuda`` runs one thread per voxel with the 4x4x4 taps (``threadIdx.x`` along
+the output's contiguous last axis); it keeps only the affine map in float64 and
+adds the float32 displacement to the float32 fraction (then re-splits), so the
+elastic part never touches double precision.
 
 ``cpu`` and ``cuda`` agree to ~1e-6 relative (float32 summation order);
 ``reference`` builds the full field with NumPy and samples with
@@ -44,7 +47,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from synthlung.backend import array_module
+from synthlung.backend import cuda_module
 
 __all__ = ["cpu", "cuda", "reference", "control_shape_for", "bspline_basis"]
 
@@ -303,18 +306,23 @@ def cpu(image: np.ndarray, soft: np.ndarray, matrix: Any, out_shape: tuple[int, 
 
 def _warp_cuda(image, soft, seed_shape, m, out_image, out_soft, control, elastic, origin, spacing,
                fill_image, fill_soft, hu_gain, hu_shift):
-    """CUDA kernel body, one thread per output voxel (compiled by :func:`_cuda_kernel`)."""
+    """CUDA kernel body, one thread per output voxel (compiled by :func:`_cuda_kernel`).
+
+    ``m``: the 3x4 matrix as 12 float64; ``origin``, ``spacing``: float32 (the
+    elastic part runs in float32, so the kernel has 12 float64 instructions).
+    """
     k, j, i = cuda.grid(3)  # noqa: F821 - bound to numba.cuda when compiled
     nx, ny, nz = out_image.shape
     if i >= nx or j >= ny or k >= nz:
         return
-    qx = m[0] * i + m[1] * j + m[2] * k + m[3]
-    qy = m[4] * i + m[5] * j + m[6] * k + m[7]
-    qz = m[8] * i + m[9] * j + m[10] * k + m[11]
-    if elastic:
-        cx, tx = _split((i - origin[0]) / spacing[0])
-        cy, ty = _split((j - origin[1]) / spacing[1])
-        cz, tz = _split((k - origin[2]) / spacing[2])
+    # the affine map in float64: three fused multiply-adds per axis, then corner and fraction
+    x0, fx = _split(m[3] + m[2] * k + m[1] * j + m[0] * i)
+    y0, fy = _split(m[7] + m[6] * k + m[5] * j + m[4] * i)
+    z0, fz = _split(m[11] + m[10] * k + m[9] * j + m[8] * i)
+    if elastic:  # float32 from here on: control-grid coordinates, B-spline weights, displacement
+        cx, tx = _split((np.float32(i) - origin[0]) / spacing[0])
+        cy, ty = _split((np.float32(j) - origin[1]) / spacing[1])
+        cz, tz = _split((np.float32(k) - origin[2]) / spacing[2])
         wx = _bspline(tx)
         wy = _bspline(ty)
         wz = _bspline(tz)
@@ -335,12 +343,12 @@ def _warp_cuda(image, soft, seed_shape, m, out_image, out_soft, control, elastic
                                 dx += w * control[0, ia, jb, kc]
                                 dy += w * control[1, ia, jb, kc]
                                 dz += w * control[2, ia, jb, kc]
-        qx += dx
-        qy += dy
-        qz += dz
-    x0, fx = _split(qx)
-    y0, fy = _split(qy)
-    z0, fz = _split(qz)
+        sx, fx = _split(fx + dx)
+        sy, fy = _split(fy + dy)
+        sz, fz = _split(fz + dz)
+        x0 += sx
+        y0 += sy
+        z0 += sz
     vi, vs = _sample_corner(image, soft, seed_shape[0], seed_shape[1], seed_shape[2], fill_image, fill_soft,
                             x0, y0, z0, fx, fy, fz)
     out_image[i, j, k] = vi + vs * (vi * hu_gain + hu_shift)
@@ -362,7 +370,7 @@ def cuda(image: Any, soft: Any, matrix: Any, out_shape: tuple[int, int, int],
          fill_image: float = 0.0, fill_soft: float = 0.0, hu_scale: float = 1.0,
          hu_shift: float = 0.0) -> tuple[Any, Any]:
     """Same as :func:`cpu` on CuPy arrays (NumPy arrays under ``NUMBA_ENABLE_CUDASIM=1``)."""
-    xp = array_module(image)
+    xp = cuda_module(image, "warp")
     image, soft, m, out_shape, control, elastic, origin, spacing = _prepare(
         xp, image, soft, matrix, out_shape, control, control_origin, control_spacing)
     out_image = xp.empty(out_shape, dtype=xp.float32)
@@ -370,8 +378,8 @@ def cuda(image: Any, soft: Any, matrix: Any, out_shape: tuple[int, int, int],
     block = (32, 4, 2)
     grid = tuple((n + b - 1) // b for n, b in zip(out_shape[::-1], block))
     _cuda_kernel()[grid, block](image.ravel(), soft.ravel(), image.shape, tuple(float(v) for v in m.ravel()), out_image, out_soft,
-                                control, elastic, origin, spacing,
-                                *_scalars(fill_image, fill_soft, hu_scale, hu_shift))
+                                control, elastic, tuple(np.float32(v) for v in origin),
+                                tuple(np.float32(v) for v in spacing), *_scalars(fill_image, fill_soft, hu_scale, hu_shift))
     return out_image, out_soft
 
 

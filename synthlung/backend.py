@@ -109,9 +109,49 @@ def resolve_backend(x: Any, backend: str | None = None) -> str:
     return "cuda" if _is_cupy(x) else "cpu"
 
 
+def cuda_module(x: Any, what: str) -> Any:
+    """The array module of a CUDA kernel's input: CuPy, or NumPy under the simulator only.
+
+    Off the simulator a NumPy array handed to a Numba CUDA kernel is copied to
+    the device and back at every launch; the kernels refuse it instead (the
+    front end's :func:`dispatch` copies once per call).
+    """
+    if _is_cupy(x):
+        import cupy
+        return cupy
+    if cuda_simulator_enabled():
+        return np
+    raise InputError(f"{what}: the cuda kernels take CuPy arrays (NumPy only in Numba's simulator), "
+                     f"got {type(x).__module__}.{type(x).__name__}")
+
+
+def _on_device(fn: Callable) -> Callable:
+    """``fn`` with NumPy array arguments copied to the GPU once and array results copied back once."""
+    cupy = optional_import("cupy", "cuda12", "backend='cuda' on NumPy input")
+
+    def to_host(r):
+        if isinstance(r, tuple):
+            return tuple(to_host(v) for v in r)
+        return r.get() if _is_cupy(r) else r
+
+    def call(*args, **kwargs):
+        args = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+        kwargs = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+        return to_host(fn(*args, **kwargs))
+
+    return call
+
+
 def dispatch(module: Any, x: Any, backend: str | None = None) -> Callable:
-    """The ``cpu`` or ``cuda`` function of a kernel module for input ``x``."""
-    return getattr(module, resolve_backend(x, backend))
+    """The ``cpu`` or ``cuda`` function of a kernel module for input ``x``.
+
+    ``backend="cuda"`` with a NumPy ``x`` (off the simulator) copies the call's
+    arrays to the GPU once and its results back once, never per launch.
+    """
+    fn = getattr(module, resolve_backend(x, backend))
+    if backend == "cuda" and not _is_cupy(x) and not cuda_simulator_enabled():
+        return _on_device(fn)
+    return fn
 
 
 def asnumpy(x: Any) -> np.ndarray:

@@ -60,3 +60,55 @@ def test_version_and_one_line_errors(capsys, tmp_path):
     assert main(["seeds", str(tmp_path / "missing.json"), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "error:" in err and "missing.json" in err and "Traceback" not in err
+
+
+def test_cuda_kernels_refuse_numpy_off_the_simulator(monkeypatch):
+    """On a GPU a NumPy array would be copied to and from the device at every launch: refused instead."""
+    from synthlung.kernels import blend, block_mean, ccl, ccl_stats, lung_refine, warp
+
+    monkeypatch.setattr(backend, "cuda_simulator_enabled", lambda: False)
+    x = np.zeros((4, 4, 4), np.float32)
+    m = np.zeros((4, 4, 4), bool)
+    calls = [lambda: block_mean.cuda(x, (2, 2, 2)), lambda: ccl.cuda(m), lambda: ccl_stats.cuda(m.view(np.uint8), 1),
+             lambda: lung_refine.cuda(x, np.zeros((2, 2, 2), np.uint8), np.zeros((2, 2, 2), np.uint8), (2, 2, 2), 0),
+             lambda: blend.cuda.poisson(x, m, x), lambda: blend.cuda.alpha(x, x, x, 0, 1),
+             lambda: warp.cuda(x, x, np.eye(4), (2, 2, 2))]
+    for call in calls:
+        with pytest.raises(InputError, match="CuPy arrays"):
+            call()
+
+
+def test_backend_cuda_on_numpy_copies_once_per_call(monkeypatch):
+    """dispatch(..., backend="cuda") with NumPy input: each array to the device once, each result back once."""
+    import types
+
+    copies = {"to": 0, "back": 0}
+    fake = types.ModuleType("cupy")
+
+    class Device:  # stands in for a CuPy array (its module name is what the backend looks at)
+        __module__ = "cupy"
+
+        def __init__(self, a):
+            self.a = a
+
+        def get(self):
+            copies["back"] += 1
+            return self.a
+
+    def asarray(a):
+        copies["to"] += 1
+        return Device(a)
+
+    fake.asarray = asarray
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(backend, "cuda_simulator_enabled", lambda: False)
+    seen = []
+
+    def kernel(a, b, factor):
+        seen.append((type(a), type(b)))
+        return Device(a.a * factor), Device(b.a + factor)
+
+    module = types.SimpleNamespace(cuda=kernel, cpu=None)
+    out = backend.dispatch(module, np.ones(3), "cuda")(np.ones(3), np.zeros(3), 2)
+    assert seen == [(Device, Device)] and copies == {"to": 2, "back": 2}
+    assert all(isinstance(o, np.ndarray) for o in out) and out[0].tolist() == [2.0] * 3

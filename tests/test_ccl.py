@@ -282,6 +282,33 @@ def test_stats_cuda_matches_reference(shape):
     assert_stats_equal(got, ccl_stats.reference(labels, n))
 
 
+@settings(max_examples=60, deadline=None)
+@given(labels=arrays(st.sampled_from([np.int32, np.int16, np.uint8, np.uint32]),
+                     st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 7)),
+                     elements=st.integers(0, 9)),
+       shift=st.integers(-3, 0), n=st.integers(0, 9), impl=st.sampled_from(["cpu", "cuda", "reference"]))
+def test_stats_label_range_is_checked(labels, shift, n, impl):
+    """Random label volumes, in or out of 0..n: out-of-range labels are refused (no segfault, no wrap)."""
+    if labels.dtype.kind == "i":
+        labels = labels + labels.dtype.type(shift)  # some negative labels
+    fn = {"cpu": ccl_stats.cpu, "reference": ccl_stats.reference,
+          "cuda": lambda a, k: ccl_stats.cuda(_device(a), k)}[impl]
+    top, bottom = int(labels.max()), int(labels.min())
+    if top > n or bottom < 0:
+        bad = top if top > n else bottom
+        with pytest.raises(InputError, match=rf"label {bad} is (above n={n}|negative)"):
+            fn(labels, n)
+        with pytest.raises(InputError, match="label"):
+            synthlung.component_stats(labels, n)
+    else:
+        assert_stats_equal(fn(labels, n), ccl_stats.reference(labels, n))
+
+
+def test_stats_refuse_float_labels():
+    with pytest.raises(InputError, match="integers"):
+        synthlung.component_stats(np.ones((2, 2, 2), np.float32), 1)
+
+
 # ---------------------------------------------------------------- real GPU
 
 @pytest.mark.gpu

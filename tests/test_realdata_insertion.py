@@ -72,7 +72,8 @@ def test_juxtapleural_tumors_fit_with_the_default_rules(chest_host, lung1_bank):
 def test_issue10_targets_on_lung1(chest_host, lung1_bank, scale):
     """Texture and thick-slice targets with the defaults: lung1 (~14 mm) as it is and scaled to ~41 mm."""
     from synthlung.qa.realism import host_tissue_noise_hu
-    config = SynthesisConfig(n_tumors=(1,), morph={} if scale is None else {"scale": scale, "isotropic": True})
+    config = SynthesisConfig(n_tumors=(1,), sizes=None,  # the size is the morph's scale alone
+                             morph={} if scale is None else {"scale": scale, "isotropic": True})
     reports = evaluate_methods(chest_host, lung1_bank, case_rng(0, 3), ("alpha", "poisson"), config)
     r, p = reports["alpha"][0], reports["poisson"][0]
     host_noise = host_tissue_noise_hu(chest_host.image.array, chest_host.image.spacing)

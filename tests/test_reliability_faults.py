@@ -92,6 +92,7 @@ def test_lock_of_a_killed_run_is_taken_over(tmp_path):
     assert "doomed" in (out / LOCK_NAME).read_text(), "the killed holder left its lock file"
     small_case(tmp_path / "src", "a_image.nii.gz", "a_label.nii.gz")
     assert len(ingest(tmp_path / "src", out).cases) == 1
+    assert (out / LOCK_NAME).read_bytes() == b"", "the run took the lock over and released it"
 
 
 def _children(pid: int) -> list[int]:
@@ -185,6 +186,7 @@ def test_a_full_disk_names_the_file_in_one_line(built, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["ingest", "/no/such/" + "very-long-folder-name-" * 6, "OUT"], "very-long-folder-name-: no such file"),
+    (["ingest", "/no/such/[bold]folder", "OUT"], "[bold]folder: no such file"),   # not taken as markup
     (["generate", "--hosts", "H", "--seeds", "S", "--n", "1", "--out", "O", "--seed", "1e23"],
      "Invalid value for '--seed'"),
 ])
@@ -232,7 +234,7 @@ def test_generate_refuses_a_seed_file_replaced_by_another(built, tmp_path, capsy
     first.write_bytes(second.read_bytes())
     out = tmp_path / "g"
     assert main(["generate", "--hosts", str(hosts), "--seeds", str(seeds), "--n", "1", "--out", str(out)]) == 1
-    assert f"error: {first}: seed file changed since the bank was written" in capsys.readouterr().err
+    assert f"error: {first}: seed file changed since it was recorded" in capsys.readouterr().err
     assert not out.exists(), "nothing is written when a bank fails its check"
 
 
@@ -242,7 +244,7 @@ def test_generate_refuses_a_host_image_changed_after_hosts(built, tmp_path):
     image_path = Path(json.loads((hosts / "index.json").read_text())["hosts"][0]["image"])
     image = load(image_path)
     save(image.with_array(image.array + 1), image_path)
-    with pytest.raises(InputError, match=f"{image_path}: host .*'s image changed since the bank was made"):
+    with pytest.raises(InputError, match=f"{image_path}: image of host .* changed since it was recorded"):
         generate(hosts, seeds, 1, tmp_path / "after")
 
 
@@ -266,5 +268,5 @@ def test_lung_mask_of_the_wrong_shape_is_refused(built, tmp_path):
     save(lungs.crop((0, 0, 0), np.array(lungs.shape) - 1), hosts / entry["lungs"])
     with pytest.raises(InputError, match=r"lungs/.*\.nii\.gz: lung mask shape \(95, 79, 63\) differs from host"):
         HostBank.open(hosts)[0]
-    with pytest.raises(InputError, match="lung mask changed since the bank was made"):
+    with pytest.raises(InputError, match="lung mask of host .* changed since it was recorded"):
         HostBank.open(hosts).verify()

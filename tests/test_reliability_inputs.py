@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from _casegen import make_msd, small_case
+from _dicomgen import set_tag, write_series
 from synthlung import Volume, label, load, save
 from synthlung.cli import main
 from synthlung.datasets import ingest, load_catalog
@@ -124,6 +125,11 @@ def test_degenerate_nrrd_and_dicom_geometry_and_save(tmp_path):
                {"space": "left-posterior-superior", "space directions": skew})
     with pytest.raises(InputError, match=r"skew\.nrrd: degenerate geometry: singular affine"):
         load(tmp_path / "skew.nrrd")
+    paths = write_series(tmp_path / "series", np.full((6, 5, 4), 24, np.uint16))
+    for p in paths:
+        set_tag(p, PixelSpacing=[0.0, 0.7])
+    with pytest.raises(InputError, match=r"series: degenerate geometry: voxel size \[0\.7, 0\.0, 2\.5\] mm"):
+        load(tmp_path / "series")
     with pytest.raises(InputError, match=r"out\.nii\.gz: degenerate geometry"):
         save(Volume(np.zeros((3, 3, 3), np.int16), np.diag([1.0, 0.0, 1.0, 1.0])), tmp_path / "out.nii.gz")
 
@@ -237,7 +243,7 @@ def test_unreadable_or_inconsistent_seed_files(tmp_path, lung1):
         path.write_bytes(blob)
         with pytest.raises(InputError, match=rf"{path.name}: cannot read seed file"):
             bank[0]
-        with pytest.raises(InputError, match=rf"{path.name}: seed file changed since the bank was written"):
+        with pytest.raises(InputError, match=rf"{path.name}: seed file changed since it was recorded"):
             bank.verify()
     with np.load(_bytes_file(tmp_path / "good.npz", good)) as data:
         arrays = dict(data)

@@ -339,11 +339,13 @@ def test_patch_mode_with_torchio_label_sampler(ct, bank):
 
 @needs_monai
 def test_monai_dataloader_workers_repeat_under_torch_seed(tmp_path, bank):
-    """MONAI's worker seeding: the same torch seed and number of workers give the same draws."""
+    """MONAI's worker seeding: the same torch seed and number of workers give the same draws;
+    in the workers the kernels run on one thread."""
     script = tmp_path / "loader.py"
     script.write_text(f"""
-import json, sys, time, numpy as np, torch
+import json, sys, numpy as np, torch
 from monai.data import DataLoader, Dataset, MetaTensor
+from monai.transforms import Compose
 from synthlung.datasets.phantom import chest_phantom
 from synthlung.run.transforms import RandInsertTumorsd
 
@@ -353,21 +355,29 @@ items = [{{"image": MetaTensor(torch.from_numpy(ph.image.array[None]), affine=af
           "lungs": MetaTensor(torch.from_numpy(ph.lungs.array[None]), affine=aff)}} for _ in range(4)]
 t = RandInsertTumorsd({str(bank.root)!r}, {{"n_tumors": [1]}}, lungs_key="lungs", record_key="record")
 
+def threads(d):
+    import numba
+    return {{**d, "threads": numba.get_num_threads()}}
+
 def keys(workers):
     torch.manual_seed(0)
     context = {{"multiprocessing_context": "fork"}} if workers else {{}}
-    loader = DataLoader(Dataset(items, t), batch_size=1, num_workers=workers, **context)
-    return [json.loads(r)["random_key"] for b in loader for r in b["record"]]
+    loader = DataLoader(Dataset(items, Compose([t, threads])), batch_size=1, num_workers=workers, **context)
+    batches = list(loader)
+    return [json.loads(r)["random_key"] for b in batches for r in b["record"]], \
+        sorted({{int(n) for b in batches for n in b["threads"]}})
 
-start = time.perf_counter()
-print(json.dumps({{"w0": [keys(0), keys(0)], "w2": [keys(2), keys(2)], "s": time.perf_counter() - start}}))
+import numba
+print(json.dumps({{"w0": [keys(0), keys(0)], "w2": [keys(2), keys(2)], "default": numba.config.NUMBA_NUM_THREADS}}))
 """)
     env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}  # fork-safe threads for forked workers
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = json.loads(done.stdout.strip().splitlines()[-1])
     for a, b in (runs["w0"], runs["w2"]):
-        assert a == b and len({tuple(k) for k in a}) == 4
+        assert a == b and len({tuple(k) for k in a[0]}) == 4
+    assert runs["w2"][0][1] == [1]  # workers run the kernels on one thread
+    assert runs["w0"][0][1] == [runs["default"]]  # in the main process: Numba's own number
 
 
 def test_copy_false_writes_the_same_case_into_the_input(ct, bank):

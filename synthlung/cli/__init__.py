@@ -6,6 +6,7 @@ from . import (
     generate_cmd,  # noqa: E402,F401
     hosts_cmd,  # noqa: E402,F401
     ingest_cmd,  # noqa: E402,F401
+    qa_cmd,  # noqa: E402,F401
     seeds_cmd,  # noqa: E402,F401
 )
 from ._app import app, main

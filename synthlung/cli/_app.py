@@ -95,19 +95,19 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         ctx = getattr(exc, "ctx", None)
-        _error_line(exc.format_message() + (f" (see: {ctx.command_path} --help)" if ctx else ""))
+        error_line(exc.format_message() + (f" (see: {ctx.command_path} --help)" if ctx else ""))
         return exc.exit_code
     except typer.Abort:
-        _error_line("aborted")
+        error_line("aborted")
         return 1
     except (SynthlungError, OSError) as exc:
         if _state["debug"] or "--debug" in args:
             raise
-        _error_line(str(exc))
+        error_line(str(exc))
         return 1
     return status if isinstance(status, int) else 0
 
 
-def _error_line(message: str) -> None:
+def error_line(message: str) -> None:
     """``error: MESSAGE`` as one line on stderr (line breaks inside the message become spaces)."""
     err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False)

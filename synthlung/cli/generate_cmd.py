@@ -21,8 +21,8 @@ def generate(
     seeds: Path = typer.Option(..., "--seeds", help="Seed bank folder (from `synthlung seeds`)."),
     n: int = typer.Option(..., "--n", help="Number of synthetic cases."),
     out: Path = typer.Option(..., "--out", help="Output dataset folder."),
-    seed: int = typer.Option(0, "--seed", help="Run seed: case i draws from Philox key (seed, i)."),
-    workers: int = typer.Option(1, "--workers", help="Worker processes (1: this process)."),
+    seed: int = typer.Option(0, "--seed", help="Run seed, 0 to 2**64-1: case i draws from Philox key (seed, i)."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes, 1 or more (1: this process)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of synthesis options."),
     layout: str = typer.Option("nnunet", "--layout", help="Output layout: nnunet (v2 raw) or msd."),
     resume: bool = typer.Option(False, "--resume", help="Make only the cases missing from the manifest."),
@@ -30,7 +30,7 @@ def generate(
     address: Optional[str] = typer.Option(None, "--address", help="Dask scheduler address (default: a local cluster)."),
     device: str = typer.Option("cpu", "--device", help="cpu, or cuda: make each case on the GPU (CuPy)."),
 ) -> None:
-    """Generate N synthetic labeled cases: deterministic, atomic, resumable."""
+    """Generate N synthetic labeled cases: deterministic, atomic, resumable; banks verified first."""
     from ..run.offline import generate as run_generate
     from ..run.offline import read_manifest
     from ..synthesis.case import SynthesisConfig
@@ -51,11 +51,13 @@ def generate(
 def preview(
     case: Path = typer.Argument(..., help="A case's record (records/case_XXXX.json) or image file."),
     out: Path = typer.Option(..., "--out", help="PNG file to write."),
+    contour: bool = typer.Option(False, "--contour", help="Draw the tumor label's outline (off: the seam shows)."),
 ) -> None:
-    """Axial, coronal and sagittal slices through each inserted tumor (lung window, label contour)."""
+    """Zoomed axial, coronal and sagittal views of each inserted tumor, before and after, lung and
+    mediastinal windows."""
     from ..qa.preview import preview as run_preview
 
-    typer.echo(str(run_preview(case, out)))
+    typer.echo(str(run_preview(case, out, contour=contour)))
 
 
 @app.command()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, case_progress, err_console
+from ._app import app, case_progress, err_console, error_line
 
 
 @app.command("hosts")
@@ -22,6 +22,6 @@ def hosts_command(
     err_console.print(f"{len(index['hosts'])} hosts, {len(index['errors'])} failed -> {out / 'index.json'}",
                       highlight=False)
     for row in index["errors"]:
-        err_console.print(f"[bold red]error:[/] case {row['id']}: {row['error']}", highlight=False)
+        error_line(f"case {row['id']}: {row['error']}")
     if index["errors"]:
         raise typer.Exit(code=1)

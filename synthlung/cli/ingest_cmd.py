@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..datasets.catalog import Catalog
-from ._app import app, case_progress, case_updater, err_console, progress_bar
+from ._app import app, case_progress, case_updater, err_console, error_line, progress_bar
 
 fetch_app = typer.Typer(help="Download public datasets and ingest them.", no_args_is_help=True)
 app.add_typer(fetch_app, name="fetch")
@@ -22,7 +22,7 @@ def _report(catalog: Catalog) -> None:
                       highlight=False)
     for case in catalog.failed:
         for error in case.errors:
-            err_console.print(f"[bold red]error:[/] case {case.id}: {error}", highlight=False)
+            error_line(f"case {case.id}: {error}")
     if catalog.failed:
         raise typer.Exit(code=1)
 

@@ -67,6 +67,20 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_sha256(path: Path, expected: str | None, what: str, remedy: str) -> None:
+    """InputError naming ``path`` (a ``what``) when it is missing, has no recorded hash
+    (``expected`` None: made by an older synthlung) or its sha256 is no longer ``expected``;
+    ``remedy`` says which command makes it again."""
+    if expected is None:
+        raise InputError(f"{path}: no content hash recorded for this {what} (made by an older synthlung); {remedy}")
+    if not path.exists():
+        raise InputError(f"{path}: {what} missing; {remedy}")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise InputError(f"{path}: {what} changed since it was recorded (sha256 {actual[:12]}..., "
+                         f"recorded {expected[:12]}...); {remedy}")
+
+
 def catalog_relpath(path: Path, root: Path) -> str:
     """``path`` relative to ``root`` when inside it, else absolute (POSIX form)."""
     path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))

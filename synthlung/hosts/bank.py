@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import asnumpy
-from ..datasets.catalog import sha256_of
+from ..datasets.catalog import check_sha256, sha256_of
 from ..errors import InputError, SynthlungError
 from ..io.atomic import read_json_index, remove_stale_temporaries, write_json
 from ..io.folder_lock import folder_lock
@@ -146,16 +146,8 @@ class HostBank:
             if entry["label"] is not None:
                 files.append((entry["label"], entry["record"]["sha256"].get("label"), "tumour label"))
             for path, expected, what in files:
-                if expected is None:
-                    raise InputError(f"{path}: the host bank index records no content hash for this {what} "
-                                     "(made by an older synthlung); rerun `synthlung hosts` into a new bank")
-                if not Path(path).exists():
-                    raise InputError(f"{path}: host {entry['id']}'s {what} is missing")
-                actual = sha256_of(Path(path))
-                if actual != expected:
-                    raise InputError(f"{path}: host {entry['id']}'s {what} changed since the bank was made "
-                                     f"(sha256 {actual[:12]}..., index says {expected[:12]}...); "
-                                     "rerun `synthlung ingest` and `synthlung hosts`")
+                check_sha256(Path(path), expected, f"{what} of host {entry['id']}",
+                             "rerun `synthlung ingest` and `synthlung hosts`")
 
     def __getitem__(self, i: int) -> Host:
         from ..io import load

@@ -4,7 +4,10 @@
 ``.nii.gz`` is NIfTI, ``.nrrd`` / ``.nhdr`` is NRRD. Every reader returns the
 stored dtype where it is exact (int16 HU stays int16) and an affine that maps
 voxel indices to RAS world millimetres, so the same voxel has the same world
-position whichever format it came from.
+position whichever format it came from. What ``load`` refuses (one-line
+:class:`~synthlung.errors.InputError` naming the file) is listed in its
+docstring; writes are atomic (:mod:`.atomic`), and commands hold their output
+folder's writer lock (:mod:`.folder_lock`).
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import BusyError
-from .atomic import cannot_write, process_umask
+from .atomic import cannot_write
 
 LOCK_NAME = ".synthlung.lock"
 
@@ -36,7 +36,7 @@ def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
     lock = folder / LOCK_NAME
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~process_umask())
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)   # less the umask, by the kernel
     except OSError as exc:
         raise cannot_write(lock, exc) from exc
     try:
@@ -46,10 +46,15 @@ def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "{}"
             raise BusyError(f"{folder}: another synthlung run is writing here ({holder}); "
                             "wait for it to end or choose another folder") from None
+        except OSError as exc:  # e.g. ENOLCK: a file system without locks
+            raise cannot_write(lock, exc) from exc
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
               "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+        except OSError as exc:
+            raise cannot_write(lock, exc) from exc
         try:
             yield folder
         finally:

@@ -10,7 +10,8 @@ from ..errors import InputError
 _INT16 = np.iinfo(np.int16)
 NORMALISED_SPAN = 20.0   # a CT in HU spans over 1000 HU; a span this small is a normalised image
 HU_RESCALE_HINT = ("if the values are in other units, say how to rescale them: "
-                   "load(..., hu_rescale=(slope, intercept)) or --hu-rescale SLOPE,INTERCEPT (HU = value * slope + intercept)")
+                   "load(..., hu_rescale=(slope, intercept)) or --hu-rescale SLOPE,INTERCEPT (HU = value * slope + intercept); "
+                   "load(..., check_units=False) takes them as they are")
 
 
 class RawUnitsWarning(UserWarning):

@@ -1,80 +1,96 @@
-"""Preview images of synthetic cases: slices through each inserted tumor, label as a contour."""
+"""Preview of a synthetic case: per inserted tumour, a zoomed crop before and after, two windows.
+
+Each tumour gets two rows (the host before insertion, the case after) of six
+views: axial, coronal and sagittal in the lung window, then the same in the
+mediastinal window, all on one physical scale around the tumour (a field of
+view of three diameters, at least 40 mm), in the radiological orientation of
+:mod:`synthlung.qa.render`. Titles give the seed id, diameter, volume and the
+inside-lung fraction. The label contour is optional: off, the seam shows.
+"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
 from ..io.atomic import atomic_path
+from .generated import GeneratedDataset
+from .render import PLANES, WINDOWS, mask_centroid_mm, triplanar
 
-LUNG_WINDOW = (-1350.0, 150.0)
-"""Display range in HU: the lung window (level -600, width 1500)."""
-
-
-def _case_files(case: Path) -> tuple[Path, Path, dict]:
-    """(image, label, record) of a case given its record JSON or its image file."""
-    if case.suffix == ".json":
-        record_path = case
-    else:
-        name = case.name.split(".")[0]
-        name = name[:-5] if name.endswith("_0000") else name
-        record_path = case.parent.parent / "records" / f"{name}.json"
-    if not record_path.exists():
-        raise InputError(f"{case}: no case record found (looked for {record_path})")
-    record = json.loads(record_path.read_text())
-    root = record_path.parent.parent
-    return root / record["files"]["image"], root / record["files"]["label"], record
+VIEW_PIXELS = 160
+"""Pixels across each view."""
 
 
-def _panels(image: np.ndarray, label: np.ndarray, centre: tuple[int, int, int]):
-    """Axial, coronal and sagittal slices (image, label) through ``centre`` of RAS arrays.
-
-    Rows run up the second axis shown, columns are flipped: the radiological
-    view (patient's right on the viewer's left; anterior on the left in sagittal).
-    """
-    i, j, k = centre
-    views = [("axial", (slice(None), slice(None), k)), ("coronal", (slice(None), j, slice(None))),
-             ("sagittal", (i, slice(None), slice(None)))]
-    return [(name, image[ix].T[:, ::-1], label[ix].T[:, ::-1]) for name, ix in views]
+def _tumour_box(record: dict, instances: np.ndarray, k: int) -> np.ndarray:
+    """Instance ``k``'s mask within its blending box (saves a pass over the whole volume)."""
+    t = record["tumors"][k - 1]
+    box = tuple(slice(o, o + s) for o, s in zip(t["offset_voxels"], t["box_shape"]))
+    return np.asarray(instances[box]) == k, [b.start for b in box]
 
 
-def preview(case: str | Path, out: str | Path) -> Path:
-    """Write a PNG with a row of axial/coronal/sagittal slices per inserted tumor.
+def tumour_centre_mm(record: dict, instances: np.ndarray, affine: np.ndarray, k: int) -> np.ndarray:
+    """World centroid (mm) of inserted tumour ``k`` (its instance voxels)."""
+    mask, lo = _tumour_box(record, instances, k)
+    shifted = np.asarray(affine, dtype=np.float64).copy()
+    shifted[:3, 3] = affine[:3, :3] @ np.asarray(lo, dtype=np.float64) + affine[:3, 3]
+    return mask_centroid_mm(mask, shifted)
 
-    ``case`` is a case's record JSON (``records/case_XXXX.json``) or its image file.
-    Slices are shown in the lung window with the tumor label as a red contour;
-    the image is reoriented to RAS so that every row reads the same way.
+
+def preview(case: str | Path, out: str | Path, contour: bool = False) -> Path:
+    """Write the preview PNG of one case (its record JSON or image file) to ``out``.
+
+    The host image comes from the host bank named in the dataset's ``run.json``;
+    when it cannot be found the "before" rows say so and stay empty.
     """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import load
-
-    image_path, label_path, record = _case_files(Path(case))
-    image = load(image_path, canonical=True)
-    label = load(label_path, canonical=True)
-    tumors = record.get("tumors") or []
-    centres = [tuple(int(v) for v in np.rint(image.world_to_voxel(t["centre_world_mm"]))) for t in tumors]
-    if not centres:
-        centres = [tuple(s // 2 for s in image.shape)]
-    sx, sy, sz = image.spacing
-    aspects = {"axial": sy / sx, "coronal": sz / sx, "sagittal": sz / sy}
-    fig, axes = plt.subplots(len(centres), 3, figsize=(9, 3 * len(centres)), squeeze=False)
-    for row, centre in enumerate(centres):
-        for col, (name, img, lab) in enumerate(_panels(np.asarray(image.array), np.asarray(label.array), centre)):
-            ax = axes[row, col]
-            ax.imshow(img, cmap="gray", vmin=LUNG_WINDOW[0], vmax=LUNG_WINDOW[1], origin="lower",
-                      aspect=aspects[name], interpolation="nearest")
-            if lab.any():
-                ax.contour(lab > 0, levels=[0.5], colors="red", linewidths=0.8)
-            ax.set_title(f"{record.get('case', '')} tumor {row + 1} {name}" if tumors else name, fontsize=8)
-            ax.axis("off")
-    fig.tight_layout()
+    dataset, record = GeneratedDataset.of_case(case)
+    image = dataset.volume(record, "image")
+    instances = np.asarray(dataset.volume(record, "instances").array)
+    try:
+        before = dataset.host(record["host"]["id"])[0]
+    except Exception as exc:  # a moved bank: show the case without its host, and say why
+        before, missing = None, str(exc)
+    tumours = record.get("tumors") or []
+    rows = max(2 * len(tumours), 1)
+    fig, axes = plt.subplots(rows, 6, figsize=(13.5, 2.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    if not tumours:
+        axes[0, 0].set_title(f"{record.get('case', '')}: no tumour inserted", fontsize=8, loc="left")
+    voxel_ml = float(np.prod(image.spacing)) / 1000.0
+    for k, t in enumerate(tumours, start=1):
+        centre = tumour_centre_mm(record, instances, image.affine, k)
+        volume_ml = float(t["tumor_voxels"]) * voxel_ml
+        diameter = (6.0 * volume_ml * 1000.0 / np.pi) ** (1.0 / 3.0)
+        fov = max(40.0, 3.0 * diameter)
+        pixel = fov / VIEW_PIXELS
+        label_views = triplanar(instances == k, image.affine, centre, fov, pixel, order=0) if contour else None
+        for r, (name, volume) in enumerate((("before", before), ("after", image))):
+            row = axes[2 * (k - 1) + r]
+            if volume is None:
+                row[0].set_title(f"before: host not found ({missing})"[:90], fontsize=7, loc="left")
+                continue
+            views = triplanar(volume.array, volume.affine, centre, fov, pixel)
+            for c, (window, (lo, hi)) in enumerate(WINDOWS.items()):
+                for p, plane in enumerate(PLANES):
+                    ax = row[3 * c + p]
+                    ax.imshow(views[plane], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest",
+                              extent=(0, fov, fov, 0))
+                    if label_views is not None and name == "after" and label_views[plane].any():
+                        xy = (np.arange(VIEW_PIXELS) + 0.5) * pixel
+                        ax.contour(xy, xy, label_views[plane] > 0.5, levels=[0.5], colors="red", linewidths=0.6)
+                    ax.set_title(f"{name} {plane}, {window}", fontsize=7)
+        axes[2 * (k - 1), 0].text(
+            0.0, 1.25, f"{record.get('case', '')} tumour {k}: seed {t['seed_id']}, {diameter:.1f} mm, "
+            f"{volume_ml:.2f} ml, inside lung {t['inside_lung_fraction']:.2f}; field {fov:.0f} mm",
+            fontsize=8, fontweight="bold", transform=axes[2 * (k - 1), 0].transAxes)
+    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.75 / (2.4 * rows), bottom=0.01, wspace=0.05,
+                        hspace=0.35)
     out = Path(out)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return out

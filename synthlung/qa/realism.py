@@ -94,9 +94,11 @@ def outside_change_hu(before: np.ndarray, after: np.ndarray, mask: np.ndarray,
 
 
 def deep_core(mask: np.ndarray, spacing_mm: tuple[float, float, float], depth_mm: float = DEEP_MM) -> np.ndarray:
-    """Tumor voxels deeper than ``depth_mm`` below the surface (the core mask if none is)."""
-    deep = distance_mm(np.asarray(mask, dtype=bool), spacing_mm) > depth_mm
-    return deep if deep.any() else core_mask(mask)
+    """Tumor voxels deeper than ``depth_mm`` below the surface and inside :func:`core_mask`
+    (so never the outer voxel layer, on any grid); the core mask if none is."""
+    core = core_mask(mask)
+    deep = (distance_mm(np.asarray(mask, dtype=bool), spacing_mm) > depth_mm) & core
+    return deep if deep.any() else core
 
 
 def highpass_noise_hu(image: np.ndarray, mask: np.ndarray, region: np.ndarray | None = None,

@@ -9,8 +9,12 @@ exactly the cases that are missing from the manifest.
 """
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -31,6 +35,7 @@ from ..synthesis.case import SynthesisConfig, synthesize
 
 MANIFEST = "manifest.jsonl"
 PARENT_POLL_S = 0.5
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 MAX_SEED = 2**64 - 1
 
 
@@ -168,9 +173,18 @@ def repair_manifest(out: str | Path) -> dict[int, dict]:
 
 
 def _end_with_parent(parent_pid: int) -> None:
-    """Worker initializer: a daemon thread ends this worker (``os._exit``) within
-    ``PARENT_POLL_S`` once its parent has died (the worker is then re-parented,
-    so ``getppid`` changes), so a killed run leaves no worker behind."""
+    """Worker initializer: end this worker when its parent dies, so that a killed run leaves no
+    worker behind (one that could still rename a file into a folder the next run has locked).
+
+    On Linux the kernel kills it at once (``PR_SET_PDEATHSIG``; the pool's workers are
+    started by the thread that runs :func:`generate`); everywhere, a daemon thread also
+    ends it (``os._exit``) within ``PARENT_POLL_S`` once it has been re-parented
+    (``getppid`` changes), which also covers a parent that died before the first.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
     def watch() -> None:
         while os.getppid() == parent_pid:
             time.sleep(PARENT_POLL_S)

@@ -45,7 +45,10 @@ class RandomInsertTumors(RandomTransform):
     under ``record_name`` when those are given. The image's file path names it in
     the host cache. ``seed_bank``, ``config``, ``zone_kw``, ``host_cache`` and
     ``patch_size`` are those of :class:`~synthlung.run.transforms.RandInsertTumors`;
-    other keywords (``p``, ``copy``, ...) go to ``tio.Transform``.
+    other keywords (``p``, ``copy``, ...) go to ``tio.Transform``. With TorchIO's
+    ``copy=True`` (its default) the tumours are written into the subject's deep
+    copy; with ``copy=False`` the subject gets new tensors and its old ones are
+    left as they were.
     """
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,
@@ -53,7 +56,8 @@ class RandomInsertTumors(RandomTransform):
                  image_name: str = "image", label_name: str = "label", lungs_name: str | None = None,
                  instance_name: str | None = None, record_name: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size)
+        # TorchIO's copy=True hands apply_transform a deep copy: the tumours may go into it directly.
+        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size, copy=not self.copy)
         self.image_name, self.label_name, self.lungs_name = image_name, label_name, lungs_name
         self.instance_name, self.record_name = instance_name, record_name
         self.last_record: dict | None = None

@@ -36,8 +36,8 @@ per voxel) keyed by the image's identity: its source file name (a
 about 32768 voxels each of image, lungs and label (:func:`fingerprint`). The key
 survives the copies that data loaders make (``CacheDataset`` deep-copies its
 items), so a call then costs the synthesis only: one copy of the image in its
-own memory order plus work inside the tumours' boxes. Each DataLoader worker
-keeps its own cache.
+own memory order (none with ``copy=False``), zeroed label and instance maps, and
+work inside the tumours' boxes. Each DataLoader worker keeps its own cache.
 
 Patch mode (``patch_size=(px, py, pz)``, voxels): all of a call's tumours go, boxes
 and all, inside one window of the patch's size around a zone voxel, and placement
@@ -74,24 +74,32 @@ form), so a run repeats exactly when torch is seeded (``torch.manual_seed`` or
 ``generator=``) and the number of workers is kept; another number of workers
 gives other, equally valid, draws (the samples go to other workers' streams).
 The CPU kernels are compiled with Numba's cache, so workers start without
-compiling them again.
+compiling them again, and inside a worker they run on one thread, as PyTorch
+runs its own operators there (several workers already share the cores).
 
 Example, a MONAI training loop (the host bank's lung masks save segmenting)::
 
     from monai.data import DataLoader, Dataset
-    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityRanged
+    from monai.transforms import (Compose, EnsureChannelFirstd, LoadImaged, RandCropByPosNegLabeld,
+                                  ScaleIntensityRanged)
     from synthlung.run.transforms import RandInsertTumorsd
 
     files = [{"image": "ct_0001.nii.gz", "label": "ct_0001_label.nii.gz",
               "lungs": "hosts/lungs/ct_0001.nii.gz"}]
+    keys = ["image", "label", "lungs"]
     train = Compose([
-        LoadImaged(keys=["image", "label", "lungs"]),
-        EnsureChannelFirstd(keys=["image", "label", "lungs"]),
-        RandInsertTumorsd("seed_bank/", prob=0.5, lungs_key="lungs", instance_key="instances"),
+        LoadImaged(keys=keys),
+        EnsureChannelFirstd(keys=keys),
+        # each sample is the loader's own copy here, so copy=False may write into it
+        RandInsertTumorsd("seed_bank/", prob=0.5, patch_size=(96, 96, 96), lungs_key="lungs",
+                          instance_key="instances", copy=False),
+        RandCropByPosNegLabeld(["image", "label", "instances"], label_key="label",
+                               spatial_size=(96, 96, 96), pos=1, neg=1, num_samples=2),
+        # after the crop: a patch costs less to scale than the CT
         ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True),
     ]).set_random_state(seed=0)
     for batch in DataLoader(Dataset(files, train), batch_size=2, num_workers=2):
-        ...  # batch["image"], batch["label"]: (B, 1, X, Y, Z)
+        ...  # batch["image"], batch["label"]: (2 x B, 1, 96, 96, 96), two patches per CT
 
 DataLoader workers are forked by default. Numba's GNU OpenMP threads (its
 fastest layer here) cannot run in a process forked after its parent used them,
@@ -192,6 +200,21 @@ def _check_cpu_threads(arr: Any) -> None:
             "this process was forked after its parent ran synthlung's CPU kernels on GNU OpenMP "
             "threads, which cannot run in a forked child: start DataLoader workers with "
             "multiprocessing_context='spawn' (or 'forkserver'), or set NUMBA_THREADING_LAYER=workqueue")
+
+
+def _one_thread_in_loader_workers(arr: Any) -> None:
+    """In a torch DataLoader worker, run the CPU kernels on one Numba thread (this thread's setting).
+
+    PyTorch does the same for its own operators there: several workers each
+    starting one thread per core oversubscribe the CPU, and GNU OpenMP's waiting
+    threads then cost more than the work (a small case took 3-5x longer on a loaded
+    2-core machine than on one thread).
+    """
+    data = sys.modules.get("torch.utils.data")
+    if array_module(arr) is np and data is not None and data.get_worker_info() is not None:
+        import numba
+        if numba.get_num_threads() != 1:
+            numba.set_num_threads(1)
 
 
 class Inserted(NamedTuple):
@@ -404,6 +427,7 @@ class RandInsertTumors(RandomizableTransform):
             return unchanged(image, label, self.key)
         arr, channel = _view3d(image, "image")
         _check_cpu_threads(arr)
+        _one_thread_in_loader_workers(arr)
         host = self.host(image, lungs, label, affine, source)
         rng = self.generator()
         window = None
@@ -412,7 +436,8 @@ class RandInsertTumors(RandomizableTransform):
                 host_noise(host)  # measured on the whole host, before it is cut
             window = patch_window(host, self.patch_size, rng)
         cut = host if window is None else _window_host(host, window)
-        case = synthesize(cut, self.seed_bank, rng, self.config, key=self.key, inplace=not self.copy)
+        case = synthesize(cut, self.seed_bank, rng, self.config, key=self.key, inplace=not self.copy,
+                          instance_dtype=_instance_dtype(image))
         record = case.record if window is None else _window_record(case.record, window)
         xp, order = array_module(arr), memory_order(arr)
         if not self.copy:
@@ -423,12 +448,11 @@ class RandInsertTumors(RandomizableTransform):
             full = xp.array(arr, copy=True, order="K")
             full[window] = case.image.array
             out_image = _restore(full, image, channel)
-        # The maps start as zeros (lazily allocated) and are written box by box.
-        lo = (0, 0, 0) if window is None else tuple(w.start for w in window)
-        instances = xp.zeros(arr.shape, dtype=_instance_dtype(image), order=order)
-        for box in _tumor_boxes(record):
-            inner = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, lo))
-            xp.copyto(instances[box], case.instances.array[inner], where=case.instances.array[inner] > 0)
+        if window is None:
+            instances = case.instances.array
+        else:  # the window's maps into zeros of the whole volume
+            instances = xp.zeros(arr.shape, dtype=case.instances.array.dtype, order=order)
+            instances[window] = case.instances.array
         if label is None:
             out_label = case.label.array if window is None else xp.zeros(arr.shape, dtype=np.uint8, order=order)
             label_channel, target = channel, image

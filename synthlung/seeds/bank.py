@@ -134,19 +134,10 @@ class SeedBank:
     def verify(self) -> None:
         """Check every seed file against the sha256 the index recorded for it; InputError
         naming the first file that is missing or changed (then a record's provenance would be false)."""
-        from ..datasets.catalog import sha256_of
+        from ..datasets.catalog import check_sha256
         for record in self._index["seeds"]:
-            path = self.root / record["file"]
-            expected = record.get("file_sha256")
-            if expected is None:
-                raise InputError(f"{path}: the seed bank index records no content hash for it (made by an "
-                                 "older synthlung); rerun `synthlung seeds` into a new bank")
-            if not path.is_file():
-                raise InputError(f"{path}: seed file missing from the bank")
-            actual = sha256_of(path)
-            if actual != expected:
-                raise InputError(f"{path}: seed file changed since the bank was written (sha256 {actual[:12]}..., "
-                                 f"index says {expected[:12]}...); rerun `synthlung seeds`")
+            check_sha256(self.root / record["file"], record.get("file_sha256"), "seed file",
+                         "rerun `synthlung seeds` into a new bank")
 
     def _load(self, record: dict[str, Any]) -> Seed:
         path = self.root / record["file"]

@@ -14,9 +14,11 @@ source label, canonical order), ``n_voxels``, ``volume_mm3``,
 source voxels, hi exclusive), ``crop_lo`` / ``crop_hi`` (crop box in source
 voxels), ``centroid_mm`` (world RAS), ``spacing_mm``, ``margin_mm``,
 ``min_volume_mm3``, ``clipped`` (the crop was cut by the volume edge), ``crop_shape``
-(source voxels), ``reslice_mm`` (the largest slice spacing asked for, or None),
-``resliced`` (``{"axis", "factor"}`` when a thick-slice crop was resliced, else None;
-see :mod:`synthlung.seeds.reslice`) and ``seed_spacing_mm`` (the seed volumes' spacing).
+(source voxels), ``contact`` (pleural contact in the source scan, :mod:`synthlung.seeds.contact`;
+None with a ``contact_note`` when the source's lungs could not be segmented),
+``reslice_mm`` (the largest slice spacing asked for, or None), ``resliced``
+(``{"axis", "factor"}`` when a thick-slice crop was resliced, else None; see
+:mod:`synthlung.seeds.reslice`) and ``seed_spacing_mm`` (the seed volumes' spacing).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from ..components import label as label_components
 from ..errors import InputError
 from ..morphology import signed_distance_mm
 from ..volume import Volume
+from .contact import measure_contact
 from .reslice import RESLICE_MM, needs_reslice, reslice_stack
 
 
@@ -100,9 +103,22 @@ def _safe(name: str) -> str:
     return safe if safe == name else f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
+def _source_lungs(image: Volume, lungs: Volume | None, case_id: str) -> tuple[np.ndarray | None, str | None]:
+    """The source scan's lung labels (given, or segmented), or None and the reason."""
+    if lungs is not None:
+        if lungs.shape != image.shape:
+            raise InputError(f"lung mask shape {lungs.shape} differs from image shape {image.shape}")
+        return asnumpy(lungs.array), None
+    from ..hosts.lungseg import segment_lungs
+    try:
+        return asnumpy(segment_lungs(image, name=case_id, allow_one_lung=True).array), None
+    except InputError as exc:
+        return None, f"no pleural contact measured: {exc}"
+
+
 def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_volume_mm3: float = 30.0,
                   case_id: str | None = None, source: dict | None = None,
-                  reslice_mm: float | None = RESLICE_MM) -> list[Seed]:
+                  lungs: Volume | None = None, reslice_mm: float | None = RESLICE_MM) -> list[Seed]:
     """One seed per 26-connected component of ``label > 0``; components under ``min_volume_mm3`` dropped.
 
     The crop is the component's box grown by ``margin_mm`` on each side (per
@@ -111,6 +127,8 @@ def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_vol
     is resliced to slices of at most ``reslice_mm`` (shape-based interpolation,
     :func:`synthlung.seeds.reslice.reslice_stack`); None keeps every crop as it is.
     ``case_id`` and ``source`` (e.g. file paths and sha256s) go into each record.
+    ``lungs`` (0/1 left/2 right, the image's grid) gives the source's lungs for the
+    pleural contact; without it they are segmented (:func:`synthlung.segment_lungs`).
     Volumes are read on the host (CuPy volumes are copied explicitly).
     """
     _check_pair(image, label)
@@ -125,6 +143,7 @@ def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_vol
     margin = np.array([math.ceil(margin_mm / s - 1e-9) for s in spacing], dtype=np.int64)
     shape = np.array(image.shape)
     case_id = case_id or "case"
+    lung_labels, contact_note = _source_lungs(image, lungs, case_id) if n else (None, None)
     seeds = []
     for i in range(n):
         count = int(stats.counts[i])
@@ -150,11 +169,16 @@ def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_vol
             "centroid_mm": image.voxel_to_world(stats.centroid[i]).tolist(),
             "spacing_mm": list(spacing), **seed_params(margin_mm, min_volume_mm3),
             "clipped": bool((want_lo < 0).any() or (want_hi > shape).any()),
-            "crop_shape": list(mask.shape), "reslice_mm": seed_params(0, 0, reslice_mm)["reslice_mm"],
+            "crop_shape": list(mask.shape),
+            "contact": None if lung_labels is None else
+            measure_contact(mask, lung_labels[box], crop.affine).to_record(),
+            "reslice_mm": seed_params(0, 0, reslice_mm)["reslice_mm"],
             "resliced": None, "seed_spacing_mm": list(spacing),
         }
+        if contact_note:
+            record["contact_note"] = contact_note
         pixels, affine, seed_spacing = np.ascontiguousarray(img[box]), crop.affine, spacing
-        if needs_reslice(spacing, reslice_mm):
+        if needs_reslice(spacing, reslice_mm):  # after the contact: that is the source's
             fine, mask, axis, k = reslice_stack(pixels, mask, spacing, reslice_mm)
             if np.issubdtype(pixels.dtype, np.integer):
                 fine = np.rint(fine)

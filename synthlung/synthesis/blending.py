@@ -147,7 +147,8 @@ def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha
     added, vessels = 0.0, 0
     blended = bounding_box(weight > 0)
     if texture is not None and blended is not None:
-        image[blended], added = add_host_noise(image[blended], weight[blended], spacing_mm, texture, kept, rng)
+        image[blended], added = add_host_noise(image[blended], weight[blended], tumour[blended], spacing_mm,
+                                               texture, kept, rng)
     if vessel_hu is not None and bool(tumour.any()):
         near = bounding_box(tumour, pad=(3, 3, 3))  # vessels are seen just outside the tumour
         image[near], vessels = continue_vessels(image[near], host[near], tumour[near], spacing_mm,

@@ -25,6 +25,7 @@ from .._version import __version__
 from ..errors import InputError
 from ..hosts.noise import host_noise
 from ..lru import LRUCache
+from ..seeds.contact import measure_contact
 from ..volume import Volume
 from .insertion import TUMOR_CLASS, insert
 from .morphing import MorphParams, morph, thick_slice_axis
@@ -32,8 +33,14 @@ from .placement import (
     CentreSampler,
     Placement,
     PlacementRules,
+    box_slices,
+    outward_normal,
+    place_against_pleura,
+    pleural_sites,
+    rotation_aligning,
     sample_placement,
 )
+from .sizing import Burden, BurdenTally, SizePolicy, sphere_diameter_mm
 
 BLEND_METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
 
@@ -57,6 +64,8 @@ class SynthesisConfig:
     blend: dict = field(default_factory=dict)
     morph: dict = field(default_factory=dict)
     placement: PlacementRules = field(default_factory=PlacementRules)
+    sizes: SizePolicy | None = field(default_factory=SizePolicy)
+    burden: Burden = field(default_factory=Burden)
     texture: bool = True
     hu_range: tuple[float, float] = (-1024.0, 3071.0)
 
@@ -80,8 +89,9 @@ class SynthesisConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown synthesis option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        if "placement" in data and isinstance(data["placement"], dict):
-            data["placement"] = PlacementRules(**data["placement"])
+        for key, kind in (("placement", PlacementRules), ("sizes", SizePolicy), ("burden", Burden)):
+            if isinstance(data.get(key), dict):
+                data[key] = _options(kind, key, data[key])
         for key in ("n_tumors", "n_tumors_weights", "hu_range"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
@@ -101,6 +111,15 @@ class SynthesisConfig:
         return cls.from_dict(data)
 
 
+def _options(kind: type, name: str, values: dict) -> Any:
+    """``kind(**values)``, with unknown keys named in a one-line error."""
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"unknown {name} option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return kind(**values)
+
+
 @dataclass
 class PlannedTumor:
     """A tumor drawn for a case: which seed, how it was morphed, where it goes."""
@@ -109,6 +128,7 @@ class PlannedTumor:
     morphed: Any
     placement: Placement
     params: MorphParams
+    size: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +145,21 @@ def _seed_on(seed: Any, xp: Any) -> Any:
     """A seed whose volumes live on ``xp`` (seeds are read from disk as NumPy)."""
     return dataclasses.replace(seed, image=seed.image.on(xp), mask=seed.mask.on(xp),
                                soft_mask=seed.soft_mask.on(xp))
+
+
+SEEDS_KEPT = 64
+"""Seeds kept in memory per seed bank (read once, on the device of the host that drew them)."""
+
+_SEEDS: "weakref.WeakKeyDictionary[Any, LRUCache]" = weakref.WeakKeyDictionary()
+
+
+def _drawn_seed(seed_bank: Any, index: int, xp: Any) -> Any:
+    """Seed ``index`` of ``seed_bank`` on ``xp``: read from disk the first time, then kept."""
+    try:
+        kept = _SEEDS.setdefault(seed_bank, LRUCache(SEEDS_KEPT))
+    except TypeError:  # a plain sequence of seeds: nothing to read
+        return _seed_on(seed_bank[index], xp)
+    return kept.get((seed_bank.ids[index], xp.__name__), lambda: _seed_on(seed_bank[index], xp))
 
 
 def _centre_in_box(morphed: Any) -> tuple[int, int, int]:
@@ -184,16 +219,19 @@ class _Positive:
 _SAMPLERS = LRUCache(16)
 
 
-def centre_sampler(host: Any) -> CentreSampler:
-    """The host's :class:`CentreSampler`, made once per zone array and dropped with it."""
+def centre_sampler(host: Any, surface: bool = False) -> CentreSampler:
+    """The host's :class:`CentreSampler` of zone voxels (``surface``: those on the lung surface,
+    :func:`~synthlung.synthesis.placement.pleural_sites`), made once per zone array and dropped with it."""
     zone = host.zone.array
-    key = id(zone)
+    key = (id(zone), surface)
 
     def make() -> tuple[Any, CentreSampler]:
         try:
             ref = weakref.ref(zone, lambda _: _SAMPLERS.discard(key))
         except TypeError:  # an array type without weak references: not kept
             ref = None
+        if surface:
+            return ref, pleural_sites(zone, host.distance_mm.array, host.image.spacing)
         return ref, CentreSampler(zone, host.distance_mm.array)
 
     ref, sampler = _SAMPLERS.get(key, make)
@@ -219,42 +257,164 @@ def draw_tumor_count(rng: np.random.Generator, config: SynthesisConfig) -> int:
 
 def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
                       config: SynthesisConfig) -> tuple[list[PlannedTumor], int]:
-    """Draw the tumors of one case: count, seed, morph parameters and an accepted centre each.
+    """Draw the tumors of one case: count, size, seed, morph parameters and an accepted place each.
 
-    Returns the accepted tumors and the count asked for; a tumor for which nothing
-    fits after ``seed_draws_per_tumor`` seeds of ``placement.max_tries`` centres
-    each is left out (the record says so).
+    Per tumor: a target diameter (``config.sizes``, within what the burden leaves),
+    a seed that reaches it within the scale limits, its morph, and a place:
+    against the pleura for seeds that touched it in their own scan, in parenchyma
+    otherwise (:mod:`synthlung.synthesis.placement`). Returns the accepted tumors
+    and the count asked for; a tumor for which nothing fits after
+    ``seed_draws_per_tumor`` seeds is left out (the record says so).
     """
     if len(seed_bank) == 0:
         raise InputError("the seed bank is empty: no tumor to insert")
     xp = host.image.xp
     spacing = host.image.spacing
+    voxel_ml = float(np.prod(spacing)) / 1000.0
     lungs = _Positive(host.lungs.array)
     occupied = Occupancy(None if host.tumors is None else host.tumors.array, host.image.shape, xp)
-    sampler = centre_sampler(host)
+    planner = _Planner(host, lungs, occupied, config)
+    seed_mm = np.array([float(r.get("equivalent_diameter_mm") or 0.0) for r in seed_bank.records])
+    tally = BurdenTally(config.burden)
     wanted = draw_tumor_count(rng, config)
     planned: list[PlannedTumor] = []
     for _ in range(wanted):
+        target = None
+        if config.sizes is not None:
+            target = config.sizes.draw(rng, tally.room_mm(),
+                                       np.inf if tally.mass_allowed() else config.burden.mass_mm)
+            if target is None:
+                break  # the burden leaves room for no size class
         for _ in range(config.seed_draws_per_tumor):
-            index = int(rng.integers(len(seed_bank)))
-            seed = _seed_on(seed_bank[index], xp)
+            index = _draw_seed(rng, seed_mm, target, config.sizes)
+            seed = _drawn_seed(seed_bank, index, xp)
             params = MorphParams.sample(rng, slice_axis=thick_slice_axis(seed, spacing), **config.morph)
-            morphed = morph(seed, params, target=host.image.affine)
-            mask = morphed.mask.array.astype(bool)
-            if not bool(mask.any()):
+            size = {"seed_diameter_mm": round(float(seed_mm[index]), 3)}
+            if target is not None:
+                factor = config.sizes.factor(seed_mm[index], target / float(np.prod(params.scale)) ** (1 / 3))
+                params = dataclasses.replace(params, scale=tuple(v * factor for v in params.scale))
+                size.update(target_diameter_mm=round(target, 3), size_factor=round(factor, 6))
+            found = planner.place(seed, params, rng)
+            if found is None:
                 continue
-            radius = _equivalent_radius_mm(mask, spacing)
-            found = sample_placement(mask, _centre_in_box(morphed), radius, sampler, lungs, occupied,
-                                     spacing, config.placement, rng)
-            if found is not None:
-                occupied.add(found.offset, mask)
-                planned.append(PlannedTumor(seed_bank.ids[index], morphed, found, params))
-                break
+            morphed, placement, params = found
+            mask = morphed.mask.array.astype(bool)
+            volume_ml = float(mask.sum()) * voxel_ml
+            diameter = sphere_diameter_mm(volume_ml)
+            lung = int(host.lungs.array[placement.centre_voxel])
+            if not tally.fits(volume_ml, diameter, lung):
+                continue
+            tally.add(volume_ml, diameter, lung)
+            occupied.add(placement.offset, mask)
+            size.update(diameter_mm=round(diameter, 3), volume_ml=round(volume_ml, 4), lung=lung)
+            planned.append(PlannedTumor(seed_bank.ids[index], morphed, placement, params, size))
+            break
     return planned, wanted
 
 
+def _draw_seed(rng: np.random.Generator, seed_mm: np.ndarray, target: float | None,
+               sizes: SizePolicy | None) -> int:
+    """A seed index: uniform over the seeds that reach ``target`` within the scale limits (all when none do)."""
+    if target is None:
+        return int(rng.integers(len(seed_mm)))
+    ok = np.flatnonzero(sizes.reachable(seed_mm, target))
+    pool = ok if ok.size else np.arange(len(seed_mm))
+    return int(pool[int(rng.integers(pool.size))])
+
+
+def _cut_to(morphed: Any, keep: Any) -> Any:
+    """The morphed seed with its soft mask (and mask) zeroed outside ``keep`` (box voxels)."""
+    soft = morphed.soft_mask.array * keep
+    record = dict(morphed.record, cut_to_lung_voxels=int((morphed.mask.array.astype(bool) & ~keep).sum()))
+    return dataclasses.replace(morphed, soft_mask=morphed.soft_mask.with_array(soft),
+                               mask=morphed.mask.with_array((soft >= 0.5).astype(morphed.mask.array.dtype)),
+                               record=record)
+
+
+class _Planner:
+    """Morphs a drawn seed and finds it a place in one host: against the pleura or in parenchyma."""
+
+    def __init__(self, host: Any, lungs: Any, occupied: Any, config: SynthesisConfig):
+        self.host, self.lungs, self.occupied, self.config = host, lungs, occupied, config
+        self.rules = config.placement
+        self.spacing = host.image.spacing
+        self.sampler = centre_sampler(host)
+
+    @property
+    def sites(self) -> CentreSampler:
+        """Zone voxels on the lung surface (made on first use per host, then kept)."""
+        return centre_sampler(self.host, surface=True)
+
+    def _facing_site(self, seed_normal: np.ndarray, rng: np.random.Generator,
+                     draws: int = 64) -> tuple[tuple[int, int, int] | None, np.ndarray | None]:
+        """A pleural site whose outward normal is within ``contact_alignment`` (cosine) of the seed's."""
+        for _ in range(draws):
+            site = self.sites.draw(rng)
+            normal = outward_normal(self.host.distance_mm.array, site, self.host.image.affine)
+            if normal is not None and float(normal @ seed_normal) >= self.rules.contact_alignment:
+                return site, normal
+        return None, None
+
+    def _morph(self, seed: Any, params: MorphParams) -> Any | None:
+        morphed = morph(seed, params, target=self.host.image.affine)
+        return morphed if bool(morphed.mask.array.any()) else None
+
+    def place(self, seed: Any, params: MorphParams,
+              rng: np.random.Generator) -> tuple[Any, Placement, MorphParams] | None:
+        """(morphed seed, placement, the parameters used), or None when this seed finds no place.
+
+        A seed placed against the pleura gets its rotation from the site, so the
+        parameters used differ from ``params`` there."""
+        contact = seed.record.get("contact") or {}
+        if contact.get("normal") is not None and contact["fraction"] >= self.rules.contact_min_fraction:
+            return self._against_pleura(seed, params, np.asarray(contact["normal"], dtype=np.float64),
+                                        float(contact["fraction"]), rng)
+        morphed = self._morph(seed, params)
+        if morphed is None:
+            return None
+        mask = morphed.mask.array.astype(bool)
+        radius = _equivalent_radius_mm(mask, self.spacing)
+        found = sample_placement(mask, _centre_in_box(morphed), radius, self.sampler, self.lungs, self.occupied,
+                                 self.spacing, self.rules, rng)
+        return None if found is None else (morphed, found, params)
+
+    def _against_pleura(self, seed: Any, params: MorphParams, seed_normal: np.ndarray, seed_fraction: float,
+                        rng: np.random.Generator) -> tuple[Any, Placement, MorphParams] | None:
+        """Sites on the host's pleura facing the way the seed's contact did; the seed turned to face each."""
+        if self.sites.size == 0:
+            return None
+        affine = self.host.image.affine
+        signs = np.where(params.flip, -1.0, 1.0) * np.asarray(params.scale)
+        face = seed_normal / signs  # the contact normal after scale and flip, before the rotation
+        face /= np.linalg.norm(face)
+        need = max(self.rules.contact_min_fraction, self.rules.contact_keep * seed_fraction)
+        for attempt in range(1, self.rules.contact_sites + 1):
+            site, normal = self._facing_site(seed_normal, rng)
+            if site is None:
+                return None
+            twist = float(rng.uniform(0.0, 2.0 * np.pi))
+            turned = dataclasses.replace(params, rotation=rotation_aligning(face, normal, twist),
+                                         rotation_policy="contact face to the pleura, uniform twist")
+            morphed = self._morph(seed, turned)
+            if morphed is None:
+                return None
+            mask = morphed.mask.array.astype(bool)
+            found = place_against_pleura(mask, _centre_in_box(morphed), site, normal, affine, self.lungs,
+                                         self.occupied, self.host.image.array, self.spacing, self.rules, attempt)
+            if found is None:
+                continue
+            placement, keep = found
+            morphed = _cut_to(morphed, keep)
+            mask = morphed.mask.array.astype(bool)
+            placed = measure_contact(mask, self.host.lungs.array[box_slices(placement.offset, mask.shape)], affine)
+            if placed.normal is not None and placed.fraction >= need and float(np.dot(placed.normal, normal)) >= 0.5:
+                return morphed, dataclasses.replace(placement, contact=placed.to_record()), turned
+        return None
+
+
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
-               config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False) -> Case:
+               config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False,
+               instance_dtype: Any = np.uint16) -> Case:
     """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
 
     ``host`` is a :class:`synthlung.hosts.Host` (arrays on NumPy or CuPy),
@@ -262,7 +422,8 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
     with ``.ids``). ``key`` is the case's random key, stored in the record.
     ``inplace``: write the tumors into ``host.image.array`` itself (only their
     blending boxes change) instead of a copy, for a caller whose host image is
-    its own copy already (a data loader's sample).
+    its own copy already (a data loader's sample). ``instance_dtype``: of the
+    instance map (uint16; the torch transforms ask for int32).
     """
     config = config or SynthesisConfig()
     xp = host.image.xp
@@ -273,7 +434,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         label = (host.tumors.array > 0).astype(np.uint8, order=order)  # True is TUMOR_CLASS (1)
     else:
         label = xp.zeros(image.shape, dtype=np.uint8, order=order)
-    instances = xp.zeros(image.shape, dtype=np.uint16, order=order)
+    instances = xp.zeros(image.shape, dtype=instance_dtype, order=order)
     planned, wanted = sample_placements(host, seed_bank, rng, config)
     texture = host_noise(host) if config.texture else None
     tumors = []
@@ -292,6 +453,10 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
             "box_shape": list(tumor.morphed.image.shape),
             "inside_lung_fraction": round(tumor.placement.inside_fraction, 4),
             "juxtapleural": tumor.placement.juxtapleural,
+            "pleural_normal": None if tumor.placement.pleural_normal is None
+            else [round(v, 4) for v in tumor.placement.pleural_normal],
+            "pleural_contact": tumor.placement.contact,
+            "size": tumor.size,
             "tries": tumor.placement.tries,
             "tumor_voxels": int(tumor.morphed.mask.array.astype(bool).sum()),
             "blend": {"method": config.method, "region_voxels": done.region_voxels, **done.info},

@@ -5,22 +5,40 @@ A placement is accepted when
 * at least ``min_inside_fraction`` of the morphed tumor's voxels lie inside the lung,
 * the tumor, grown by ``separation_mm``, touches no tumor already there (the host's
   own or one placed earlier in the same case),
+* no tumor voxel lies more than ``max_outside_mm`` outside the lung (nothing runs
+  past the pleura into the chest wall; the margin is the partial-volume edge),
+* the tumor, grown by ``separation_mm``, touches no tumor already there (the host's
+  own or one placed earlier in the same case),
 * the whole blending box (the morphed seed's box) lies inside the host volume.
 
-Juxtapleural placement (a tumor touching the pleura) is drawn with probability
-``juxtapleural_probability``: the centre is then taken where the distance to the
-lung boundary is a little below the tumor's radius, otherwise at least one radius deep. Every loop is bounded: a tumor that
-does not fit in ``max_tries`` draws is reported, never retried forever.
+Seeds that touched the pleura in their own scan (contact fraction at least
+``contact_min_fraction``, :mod:`synthlung.seeds.contact`) go **against the
+pleura**: a site is drawn on the host's lung surface where the outward normal
+(minus the gradient of the distance to the lung boundary) is within 60 degrees
+(cosine ``contact_alignment``) of the seed's own contact normal (so a tumour
+from the chest wall goes to a chest wall, one from the diaphragm to a lung base), the seed is rotated so
+that its contact normal points along the host's (:func:`rotation_aligning`, a
+random twist about it), and pressed onto the pleura
+(:func:`place_against_pleura`): what would lie beyond the lung, at most
+``pleural_clip_fraction`` of the tumour, is cut off where the host's wall is
+(soft tissue above ``wall_hu``), so it flattens against the chest wall as real
+juxtapleural tumours do and never runs into it. The place is kept when the tumour's contact measured in the host is at
+least ``contact_keep`` of the seed's own (and ``contact_min_fraction``), facing
+within 60 degrees of the site's normal. Free seeds go into parenchyma, at least one radius deep; a share
+``juxtapleural_probability`` of them is taken 0.6-1 radius deep instead.
+Every loop is bounded: a tumor that does not fit in ``max_tries`` draws is
+reported, never retried forever.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..backend import array_module
-from ..morphology import ndimage_for
+from ..morphology import dilate_mm, ndimage_for
 
 JUXTA_MIN_DEPTH = 0.6
 """Shallowest juxtapleural centre, in tumor radii from the lung boundary."""
@@ -31,9 +49,16 @@ class PlacementRules:
     """Acceptance rules for a tumor centre (lengths in mm)."""
 
     min_inside_fraction: float = 0.95
+    max_outside_mm: float = 2.0
     separation_mm: float = 3.0
     juxtapleural_probability: float = 0.0
     max_tries: int = 60
+    contact_min_fraction: float = 0.05
+    contact_alignment: float = 0.5
+    contact_keep: float = 0.3
+    contact_sites: int = 8
+    pleural_clip_fraction: float = 0.15
+    wall_hu: float = -300.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +70,10 @@ class Placement:
     juxtapleural: bool
     inside_fraction: float
     tries: int
+    pleural_normal: tuple[float, float, float] | None = None
+    """Host's outward lung normal (world RAS) at the site, for a seed placed against the pleura."""
+    contact: dict | None = None
+    """Its pleural contact measured in the host (:meth:`synthlung.seeds.contact.Contact.to_record`)."""
 
 
 def box_slices(offset: tuple[int, int, int], shape: tuple[int, ...]) -> tuple[slice, slice, slice]:
@@ -105,6 +134,15 @@ def try_place(mask: Any, centre_in_box: tuple[int, int, int], centre: tuple[int,
     return offset, inside
 
 
+def runs_past_lung(mask: Any, lungs_box: Any, spacing_mm: tuple[float, float, float],
+                   max_outside_mm: float) -> bool:
+    """True when a ``mask`` voxel lies more than ``max_outside_mm`` outside ``lungs_box`` (same box)."""
+    outside = mask & ~lungs_box
+    if not bool(outside.any()):
+        return False
+    return bool((outside & ~dilate_mm(lungs_box, max_outside_mm, spacing_mm)).any())
+
+
 def _dilate_box(mask: Any, grow: np.ndarray) -> Any:
     """Dilate a boolean mask by a box of half-size ``grow`` voxels per axis."""
     ndi = ndimage_for(array_module(mask))
@@ -133,6 +171,87 @@ def sample_placement(mask: Any, centre_in_box: tuple[int, int, int], radius_mm: 
         if juxta != (depth < radius_mm) or (juxta and depth < JUXTA_MIN_DEPTH * radius_mm):
             continue
         offset, inside = try_place(mask, centre_in_box, centre, lungs, occupied, grow)
-        if offset is not None and inside >= rules.min_inside_fraction:
+        if offset is not None and inside >= rules.min_inside_fraction and not runs_past_lung(
+                mask, lungs[box_slices(offset, mask.shape)], spacing_mm, rules.max_outside_mm):
             return Placement(offset, centre, juxta, inside, attempt)
+    return None
+
+
+# ---------------------------------------------------------------- against the pleura
+
+def pleural_sites(zone: Any, distance_mm: Any, spacing_mm: tuple[float, float, float]) -> CentreSampler:
+    """A sampler of zone voxels on the lung surface (within one coarsest voxel of the boundary)."""
+    surface = zone & (distance_mm <= float(max(spacing_mm)) + 1e-3)
+    return CentreSampler(surface, distance_mm)
+
+
+def outward_normal(distance_mm: Any, voxel: tuple[int, int, int], affine: np.ndarray,
+                   reach: int = 2) -> np.ndarray | None:
+    """Unit outward lung normal (world RAS) at ``voxel``: minus the mean gradient of the distance map
+    over the ``2 reach + 1`` voxel cube around it; None where the gradient vanishes."""
+    from ..backend import asnumpy
+    lo = [max(int(v) - reach - 1, 0) for v in voxel]
+    hi = [min(int(v) + reach + 2, n) for v, n in zip(voxel, distance_mm.shape)]
+    cube = asnumpy(distance_mm[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]).astype(np.float64)
+    if min(cube.shape) < 3:
+        return None
+    grad_vox = np.array([g[1:-1, 1:-1, 1:-1].mean() for g in np.gradient(cube)])  # mm per voxel step
+    grad = np.linalg.inv(np.asarray(affine, dtype=np.float64)[:3, :3]).T @ grad_vox
+    norm = float(np.linalg.norm(grad))
+    return None if norm < 1e-6 else -grad / norm
+
+
+def rotation_aligning(u: np.ndarray, v: np.ndarray, twist_rad: float) -> np.ndarray:
+    """The rotation that takes unit vector ``u`` to unit vector ``v``, then turns by ``twist_rad`` about ``v``."""
+    u = np.asarray(u, dtype=np.float64) / np.linalg.norm(u)
+    v = np.asarray(v, dtype=np.float64) / np.linalg.norm(v)
+    axis = np.cross(u, v)
+    s, c = float(np.linalg.norm(axis)), float(np.dot(u, v))
+    if s < 1e-9:  # parallel or opposite: any axis normal to u
+        axis = np.cross(u, [1.0, 0.0, 0.0] if abs(u[0]) < 0.9 else [0.0, 1.0, 0.0])
+        s, axis = 0.0, axis / np.linalg.norm(axis)
+        align = np.eye(3) if c > 0 else 2.0 * np.outer(axis, axis) - np.eye(3)
+    else:
+        align = _rodrigues(axis / s, math.atan2(s, c))
+    return _rodrigues(v, twist_rad) @ align
+
+
+def _rodrigues(axis: np.ndarray, angle: float) -> np.ndarray:
+    k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
+
+
+def place_against_pleura(mask: Any, centre_in_box: tuple[int, int, int], site: tuple[int, int, int],
+                         normal: np.ndarray, affine: np.ndarray, lungs: Any, occupied: Any, hu: Any,
+                         spacing_mm: tuple[float, float, float], rules: PlacementRules,
+                         tries: int) -> tuple[Placement, Any] | None:
+    """Press a tumor (already turned so that its contact face looks along ``normal``) onto the pleura.
+
+    Positions run along the host's outward ``normal`` through the surface ``site``
+    (host voxel), from the tumor's centre on the site inward a voxel at a time;
+    the first where at most ``pleural_clip_fraction`` of the tumor lies beyond
+    the lung is taken, and that part is cut off: the tumor flattens against the
+    pleura as a real one does. What may stay is the lung mask and, within
+    ``max_outside_mm`` of it, host voxels (``hu``, the host image) darker than
+    ``wall_hu``: the partial-volume band at the pleura, so that no sliver of
+    lung is left between tumor and wall; never the wall itself. Returns the
+    placement and the box mask of what may stay, or None.
+    """
+    from ..backend import asnumpy
+    lin = np.asarray(affine, dtype=np.float64)[:3, :3]
+    ijk = np.argwhere(asnumpy(mask)) - np.asarray(centre_in_box)
+    height = float((ijk @ lin.T @ normal).max())  # mm from the centre to the face, along the normal
+    step = float(min(spacing_mm))
+    to_voxel = np.linalg.inv(lin) @ normal  # host voxels per mm along the normal
+    grow = separation_voxels(spacing_mm, rules.separation_mm)
+    for k in range(int(height / step) + 2):
+        centre = tuple(int(v) for v in np.rint(np.asarray(site) - to_voxel * (k * step)))
+        offset, inside = try_place(mask, centre_in_box, centre, lungs, occupied, grow)
+        if offset is None or 1.0 - inside > rules.pleural_clip_fraction:
+            continue
+        region = box_slices(offset, mask.shape)
+        keep = lungs[region] | (dilate_mm(lungs[region], rules.max_outside_mm, spacing_mm) & (hu[region] < rules.wall_hu))
+        kept = float((mask & keep).sum()) / max(float(mask.sum()), 1.0)
+        return Placement(offset, centre, True, inside / max(kept, 1e-9), tries,
+                         tuple(float(v) for v in normal)), keep
     return None

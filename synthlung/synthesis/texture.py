@@ -56,7 +56,8 @@ def _white_noise_kept(sigma_vox: float) -> float:
 def denoise_seed(seed: Any, tumour: Any, spacing_mm: tuple[float, float, float]) -> tuple[Any, float]:
     """The seed with its own noise smoothed off in the tumour's core, and the noise std (HU) it keeps.
 
-    The core (deeper than ``CORE_DEPTH_MM``) becomes its Gaussian mean of
+    The core (deeper than ``CORE_DEPTH_MM``, never the outer voxel layer: on coarse
+    grids that is the partial-volume rim) becomes its Gaussian mean of
     ``DENOISE_VOX`` voxels normalised within the core, so neither the lung around
     nor the partial-volume rim darkens it; texture coarser than that stays, the rim
     keeps its values. The noise kept is estimated from what was removed, as if it
@@ -64,7 +65,7 @@ def denoise_seed(seed: Any, tumour: Any, spacing_mm: tuple[float, float, float])
     """
     xp = array_module(seed)
     ndi = ndimage_for(xp)
-    core = distance_mm(tumour, spacing_mm) > CORE_DEPTH_MM
+    core = (distance_mm(tumour, spacing_mm) > CORE_DEPTH_MM) & ndi.binary_erosion(tumour)
     if not bool(core.any()):
         return seed, 0.0
     m = core.astype(xp.float32)
@@ -73,15 +74,23 @@ def denoise_seed(seed: Any, tumour: Any, spacing_mm: tuple[float, float, float])
     return xp.where(core, smooth, seed).astype(xp.float32), kept
 
 
-def add_host_noise(image: Any, weight: Any, spacing_mm: tuple[float, float, float], spectrum: NoiseSpectrum,
-                   kept_hu: float, rng: Any) -> tuple[Any, float]:
+def add_host_noise(image: Any, weight: Any, tumour: Any, spacing_mm: tuple[float, float, float],
+                   spectrum: NoiseSpectrum, kept_hu: float, rng: Any) -> tuple[Any, float]:
     """``image`` plus noise of the host's spectrum and std ``sqrt(host^2 - kept^2)``, times
-    ``weight``; returns it and that std (HU). ``kept_hu``: the noise the seed still carries."""
+    ``weight``; returns it and that std (HU). ``kept_hu``: the noise the seed still carries.
+
+    The noise's mean over the tumour's core (its voxels less the outer layer) is taken
+    off: the seed's own mean HU, real and already with its scan's noise in it, is kept.
+    """
     xp = array_module(image)
     extra = float(np.sqrt(max(spectrum.std_hu ** 2 - kept_hu ** 2, 0.0)))
     if extra == 0.0:
         return image, 0.0
     noise = correlated_noise(image.shape, spacing_mm, spectrum, standard_normal(xp, rng, image.shape))
+    core = ndimage_for(xp).binary_erosion(tumour)
+    core = core if bool(core.any()) else tumour
+    if bool(core.any()):
+        noise -= noise[core].mean()
     return image + (extra * weight) * noise, extra
 
 
