@@ -56,6 +56,9 @@ def test_qa_table_summary_panels_and_kit(phantom_dataset, tmp_path):
         assert row["inside_lung_fraction"] >= 0.95
         if row["core_error_hu"] is not None:  # alpha keeps the morphed seed's core density
             assert abs(row["core_error_hu"]) < 30.0
+            # the texture measures of synthlung.qa.realism, against the host's own soft tissue
+            assert row["noise_ratio"] >= 0.0 and row["host_tissue_noise_hu"] > 5.0
+            assert row["rise_along_mm"] > 0 and row["rise_across_mm"] > 0 and row["hu_change_along_across"] > 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_tumours"] == len(table) and summary["measures"]["diameter_mm"]["n"] == len(table)
     assert (out / "summary.md").read_text().startswith(f"# Realism of {len(table)} inserted tumours")
@@ -156,6 +159,7 @@ def test_real_tumour_in_the_real_chest_ct(tmp_path, lung1_paths, chest_ct_path):
     assert table and all(r["seed_id"] == "lung1-c001" and r["inside_lung_fraction"] >= 0.95 for r in table)
     cored = [r for r in table if r["core_error_hu"] is not None]
     assert cored and all(abs(r["core_error_hu"]) < 30 and abs(r["halo_hu"]) < 20 for r in cored)
+    assert all(0.3 < r["noise_ratio"] < 3.0 for r in cored if r["diameter_mm"] >= 10.0)
     key = json.loads((out / "reader_kit" / "answer_key.json").read_text())
     real = [c for c in key["cases"].values() if c["truth"] == "real"]
     assert len(real) == 1 and real[0]["seed_id"] == "lung1-c001"
