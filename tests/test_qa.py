@@ -92,7 +92,7 @@ def test_preview_before_after_windows_and_optional_contour(phantom_dataset, tmp_
     n = json.loads(record.read_text())["tumors_inserted"]
     plain = np.asarray(Image.open(preview(record, tmp_path / "a.png")).convert("RGB")).astype(int)
     drawn = np.asarray(Image.open(preview(record, tmp_path / "b.png", contour=True)).convert("RGB")).astype(int)
-    red = lambda im: int(((im[..., 0] > 150) & (im[..., 1] < 80) & (im[..., 2] < 80)).sum())  # noqa: E731
+    red = lambda im: int(((im[..., 0] > 150) & (im[..., 1] < 80) & (im[..., 2] < 80)).sum())
     assert red(plain) == 0 and red(drawn) > 50
     assert plain.shape[0] == pytest.approx(90 * 2.4 * 2 * n, abs=2)  # two rows (before, after) per tumour
 
@@ -219,7 +219,8 @@ def test_reader_answers_downloaded_from_the_page_are_scored(phantom_dataset, tmp
         for n in range(4):  # a reader: synthetic on the first two cases, real on the others, confidence 5, 4, ...
             for key in ("s" if n < 2 else "r", str(5 - n)):
                 for kind in ("keyDown", "keyUp"):
-                    cdp.call("Input.dispatchKeyEvent", session, type=kind, key=key, text=key if kind == "keyDown" else "")
+                    text = key if kind == "keyDown" else ""
+                    cdp.call("Input.dispatchKeyEvent", session, type=kind, key=key, text=text)
         assert "(4 of 4), 4 answered" in cdp.evaluate(session, "document.getElementById('status').textContent")
         cdp.evaluate(session, "document.getElementById('download').click()")
         saved = downloads / f"answers-{json.loads(paths['key'].read_text())['kit']}.json"
