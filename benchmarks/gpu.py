@@ -57,16 +57,19 @@ def probe() -> str | None:
 def _site(tmp: Path) -> str:
     """A PYTHONPATH under which ``synthlung.kernels`` imports from a plain checkout (no install, no link in it)."""
     try:
-        import synthlung.kernels  # noqa: F401 - installed, or the developer's link exists
-        return os.environ.get("PYTHONPATH", "")
+        import synthlung.kernels
+        if Path(synthlung.kernels.__file__).resolve().parent == ROOT / "kernels":
+            return os.environ.get("PYTHONPATH", "")  # installed from here, or the developer's link exists
     except ImportError:
-        pkg = tmp / "site" / "synthlung"
-        pkg.mkdir(parents=True)
-        for entry in (ROOT / "synthlung").iterdir():
-            if entry.name != "kernels":
-                (pkg / entry.name).symlink_to(entry)
-        (pkg / "kernels").symlink_to(ROOT / "kernels")
-        return os.pathsep.join([str(tmp / "site"), str(ROOT), os.environ.get("PYTHONPATH", "")])
+        pass
+    # link this checkout's package, and its kernels as synthlung.kernels, into a fresh site folder
+    pkg = tmp / "site" / "synthlung"
+    pkg.mkdir(parents=True)
+    for entry in (ROOT / "synthlung").iterdir():
+        if entry.name != "kernels":
+            (pkg / entry.name).symlink_to(entry)
+    (pkg / "kernels").symlink_to(ROOT / "kernels")
+    return os.pathsep.join([str(tmp / "site"), str(ROOT), os.environ.get("PYTHONPATH", "")])
 
 
 def device_info() -> dict:
@@ -117,11 +120,17 @@ def copy_bandwidth() -> float:
     return 2 * a.nbytes / t
 
 
+def _python() -> list[str]:
+    """This interpreter, without the working directory first on sys.path (``-P``, Python >= 3.11), so
+    that the PYTHONPATH of :func:`_site` decides where ``synthlung`` comes from."""
+    return [sys.executable, "-P"] if sys.version_info >= (3, 11) else [sys.executable]
+
+
 def _pytest(args: list[str], env: dict, timeout: float, tmp: Path, tag: str) -> dict:
     """Run pytest in a subprocess; returns outcome counts (from its JUnit XML) and the tail of its output."""
     import xml.etree.ElementTree as ET
     junit = tmp / f"{tag}.xml"
-    cmd = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
+    cmd = [*_python(), "-m", "pytest", *args, "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"]
     try:
         done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         status, tail = done.returncode, (done.stdout + done.stderr)[-3000:]
@@ -209,6 +218,20 @@ def case_rows(bandwidth: float, tmp: Path) -> list[dict]:
     return rows
 
 
+def _cases_in_subprocess(env: dict, bandwidth: float, tmp: Path, timeout: float) -> list[dict]:
+    """:func:`case_rows` in a fresh interpreter (the PYTHONPATH of :func:`_site`); an error becomes a row."""
+    out = tmp / "cases.json"
+    cmd = [*_python(), "-m", "benchmarks.gpu", "--cases", str(out), "--bandwidth", str(bandwidth)]
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        error = None if out.exists() else (done.stderr.strip().splitlines() or ["no output"])[-1]
+    except subprocess.TimeoutExpired:
+        error = f"timed out after {timeout:.0f} s"
+    if error:
+        return [{"group": "synthesize / transform (GPU)", "kernel": "", "size": "", "ms": None, "error": error[:200]}]
+    return json.loads(out.read_text())
+
+
 def targets(rows: list[dict]) -> dict:
     """Each GPU target of issue 12: met, missed, or not measured."""
     def find(*parts):
@@ -248,7 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for the whole campaign (default 480)")
+    parser.add_argument("--cases", type=Path, help=argparse.SUPPRESS)  # internal: case rows to this JSON
+    parser.add_argument("--bandwidth", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.cases:
+        with tempfile.TemporaryDirectory(prefix="synthlung-gpu-cases-") as tmpdir:
+            args.cases.write_text(json.dumps(case_rows(args.bandwidth, Path(tmpdir))))
+        return 0
     reason = probe()
     if reason is not None:
         print(f"benchmarks.gpu: no usable CUDA GPU here ({reason}); the campaign needs one NVIDIA GPU "
@@ -268,11 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                                         f"--benchmark-json={bench_json}", "--benchmark-max-time=0.5",
                                         "--benchmark-min-rounds=3"], env, 0.75 * left, tmp, "bench")
         rows = benchmark_rows(bench_json, bandwidth)
-        try:
-            rows += case_rows(bandwidth, tmp)
-        except Exception as exc:  # reported in the table and the JSON, the campaign goes on
-            rows.append({"group": "synthesize / transform (GPU)", "kernel": "", "size": "", "ms": None,
-                         "error": f"{type(exc).__name__}: {exc}"[:200]})
+        rows += _cases_in_subprocess(env, bandwidth, tmp, max(60.0, args.budget - (time.monotonic() - t0)))
     report["rows"] = rows
     report["targets"] = targets(rows)
     report["seconds"] = time.monotonic() - t0

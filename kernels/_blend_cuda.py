@@ -18,16 +18,20 @@ Few launches per CG iteration (the same arithmetic as the CPU path):
   level also accumulates ``r.z``.
 * ``restrict``: the residual of the smoothed iterate and its restriction in
   one launch (a coarse cell computes the residual at its fine taps).
-* ``coarse_solve``: the coarsest level's symmetric sweeps in one launch of one
-  block (``syncthreads`` between colours).
+* ``tail_vcycle``: the V-cycle from the first level of at most ``TAIL_MAX``
+  voxels down (every coarser level, the coarsest one's symmetric sweeps
+  included) in one launch of one block, ``syncthreads`` where a launch would
+  end; the tail levels live in three 4-D buffers, a level per corner.
 * ``direction``: ``p = z + beta p`` fused with ``q = A p`` and ``p.q``;
   ``update``: ``x += alpha p``, ``r -= alpha q`` and ``r.r``.
 
 Scalars (``r.z``, ``p.q``, ``r.r`` of every iteration) stay on the device in
 one float64 array, a row per iteration, read by the kernels that need them;
-the driver copies one of them (``r.r``) to the host per iteration. With 4
-levels (the 26 x 28 x 30 box of a 13 mm tumour) an iteration is 18 launches,
-the set-up 4 (3 ``coarsen``, 1 ``start``).
+the driver copies one of them (``r.r``) to the host per iteration. A level
+launched on its own costs 5 launches per iteration (2 sweeps, the restriction,
+2 sweeps), the tail 1, the CG update 2; the set-up one ``coarsen`` per coarse
+level and one ``start``. The 26 x 28 x 30 box of a 13 mm tumour (5 levels, the
+tail from the second): 8 launches per iteration, 5 for the set-up.
 """
 from __future__ import annotations
 

@@ -148,7 +148,7 @@ def cpu(labels, n: int):
 
 
 def cuda(labels, n: int):
-    """One thread per voxel (``threadIdx.x`` on the contiguous axis), integer atomics; all on the device.
+    """One thread per voxel (``threadIdx.x`` on the contiguous axis), integer atomics once per run; on the device.
 
     The one host copy is the out-of-range report (two int64).
     """
@@ -168,4 +168,4 @@ def cuda(labels, n: int):
         hi_bad, lo_bad = (int(v) for v in bad.tolist())
         _check_range(hi_bad, lo_bad, n)
     lo, hi, sums = _to_input_axes(perm, lo, hi, sums)
-    return _finish(counts, lo, hi, sums.astype(xp.float64))
+    return _finish(counts, lo, hi, sums / 2.0)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 COARSEN_RATIO = 1.5  # coarsen an axis while h_axis <= 1.5 * min(h)
 MIN_INTERIOR = 3     # stop coarsening an axis once it has this few interior cells
-SWEEPS = 2           # red-black pre- and post-smoothing sweeps per level (2: 9 -> 7 iterations at 128^3, 25 % faster than 1)
+SWEEPS = 2           # red-black pre- and post-smoothing sweeps per level (2: 9 -> 7 iterations at 128^3,
+                     # 25 % faster than 1)
 COARSE_SWEEPS = 8    # symmetric sweeps on the coarsest level
 
 

@@ -377,9 +377,10 @@ def cuda(image: Any, soft: Any, matrix: Any, out_shape: tuple[int, int, int],
     out_soft = xp.empty(out_shape, dtype=xp.float32)
     block = (32, 4, 2)
     grid = tuple((n + b - 1) // b for n, b in zip(out_shape[::-1], block))
-    _cuda_kernel()[grid, block](image.ravel(), soft.ravel(), image.shape, tuple(float(v) for v in m.ravel()), out_image, out_soft,
-                                control, elastic, tuple(np.float32(v) for v in origin),
-                                tuple(np.float32(v) for v in spacing), *_scalars(fill_image, fill_soft, hu_scale, hu_shift))
+    f32 = lambda v: tuple(np.float32(x) for x in v)  # noqa: E731 - the elastic part runs in float32
+    _cuda_kernel()[grid, block](image.ravel(), soft.ravel(), image.shape, tuple(float(v) for v in m.ravel()),
+                                out_image, out_soft, control, elastic, f32(origin), f32(spacing),
+                                *_scalars(fill_image, fill_soft, hu_scale, hu_shift))
     return out_image, out_soft
 
 

@@ -4,7 +4,10 @@ The input decides: a NumPy array runs the ``cpu`` kernels, a CuPy array the
 ``cuda`` kernels, a torch tensor goes zero-copy through DLPack to whichever of
 the two matches its device, and the result comes back as the input's type.
 ``backend=`` overrides the choice. Nothing is copied between host and device
-behind the caller's back.
+behind the caller's back: ``backend="cuda"`` on NumPy input copies the call's
+arrays to the GPU once and the results back once (:func:`dispatch`), and the
+CUDA kernels themselves refuse NumPy arrays outside the simulator
+(:func:`cuda_module`), where Numba would copy them at every launch.
 
 Three facts are kept apart:
 

@@ -58,7 +58,8 @@ def label(mask: Any, connectivity: int | None = None, backend: str | None = None
 def component_stats(labels: Any, n: int, backend: str | None = None) -> ComponentStats:
     """Voxel count, bounding box and centroid of components 1..n of ``labels``, in one pass.
 
-    ``labels`` is 2-D or 3-D (2-D stats have 2 columns). Counts/boxes int64, centroid float64.
+    ``labels`` is 2-D or 3-D integers 0..n (2-D stats have 2 columns); a label above ``n`` or
+    below 0 raises ``InputError`` naming it. Counts/boxes int64, centroid float64.
     """
     arr = to_array(labels)
     if arr.ndim not in (2, 3):

@@ -3,8 +3,10 @@
 The simulator (``NUMBA_ENABLE_CUDASIM=1``) runs kernels as Python and cannot catch
 code that NVVM rejects, so the kernels are compiled here without a GPU, in a
 subprocess with the simulator off, for the argument types the ``cuda(...)``
-front ends pass (CuPy arrays type like NumPy arrays). Skips when Numba finds no
-NVVM/libdevice/NVRTC (as in CI, whose extras do not include them). To run it
+front ends pass (CuPy arrays type like NumPy arrays), and each kernel's PTX is
+searched for float64 arithmetic (device code computes in float32: the
+allowance is 0 per kernel, 12 for the warp's affine map). Skips when Numba
+finds no NVVM/libdevice/NVRTC. To run it
 without a GPU, with the compiler kept out of the project's environment::
 
     pip install --target /tmp/nvcuda "nvidia-cuda-nvrtc==13.*" "nvidia-nvvm==13.*"

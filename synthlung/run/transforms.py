@@ -481,7 +481,8 @@ class RandInsertTumorsd(RandomizableTransform, MapTransform):
     writes the image and label back (a missing label is created), the instance
     map under ``instance_key`` and the case record, as a JSON string (so that
     batches collate), under ``record_key`` when those are given. The label's own
-    tumors are kept and excluded from placement.
+    tumors are kept and excluded from placement. ``config``, ``zone_kw``,
+    ``host_cache``, ``patch_size`` and ``copy``: as for :class:`RandInsertTumors`.
     """
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,
