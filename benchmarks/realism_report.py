@@ -5,7 +5,9 @@ blending method, the same draws (seed, morph, centre per draw) are inserted with
 the behaviour before issue 10 (5 mm stack resampled as it is, uniform rotations,
 no texture, no vessels, Poisson margin 3 mm) and with today's defaults; prints
 markdown tables of the means over draws (:mod:`synthlung.qa.realism` defines
-every column), and the real tumor's own values in its own scan.
+every column), the real tumor's own values in its own scan, and the same for
+seeds the defaults were not tuned on (the phantom's tumors; "before" is then the
+texture, vessels and Poisson margin only).
 
 ``python benchmarks/realism_report.py [N_DRAWS]`` (data: ``$SYNTHLUNG_TEST_DATA`` or ``../shared/data``)
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synthlung.datasets.phantom import chest_phantom
 from synthlung.hosts import make_host
 from synthlung.hosts.noise import measure_spectrum, scan_axis, soft_tissue_mask
 from synthlung.io import load
@@ -53,6 +56,24 @@ def own_scan(image, label) -> str:
             f"its 5 mm slices {along / across:.2f}, HU change along/across {change:.2f}")
 
 
+def table(host, banks: dict, morph: dict, n_draws: int, host_noise: float, run: int) -> None:
+    """Print one table: every method, before (``banks["before"]``) and after (``banks["after"]``)."""
+    print("| method | " + " | ".join(COLUMNS) + " |")
+    print("| --- " * (len(COLUMNS) + 1) + "|")
+    for when in ("before", "after"):
+        options = dict(BEFORE) if when == "before" else {}
+        options["morph"] = {**options.get("morph", {}), **morph}
+        config = SynthesisConfig(n_tumors=(1,), sizes=None, **options)  # size: the morph's scale alone
+        rows: dict[str, list] = {m: [] for m in BLEND_METHODS}
+        for i in range(n_draws):
+            for method, reports in evaluate_methods(host, banks[when], case_rng(run, i), BLEND_METHODS,
+                                                    config).items():
+                rows[method].extend(reports)
+        for method, reports in rows.items():
+            print(f"| {method} ({when}) | " + " | ".join(_row(reports, host_noise)) + " |", flush=True)
+    print()
+
+
 def main(n_draws: int = 5) -> None:
     d = DATA / "pyradiomics-lung1"
     image, label = load(d / "lung1_image.nrrd"), load(d / "lung1_label.nrrd")
@@ -68,20 +89,13 @@ def main(n_draws: int = 5) -> None:
     print(f"lung1's tumor in its own scan: {own_scan(image, label)}\n")
     for size, morph in (("lung1 as it is (~14 mm)", {}), ("lung1 scaled 3x (~41 mm)", {"scale": 3.0, "isotropic": True})):
         print(f"### {size}, {n_draws} draws, 1 tumor each\n")
-        print("| method | " + " | ".join(COLUMNS) + " |")
-        print("| --- " * (len(COLUMNS) + 1) + "|")
-        for when in ("before", "after"):
-            options = dict(BEFORE) if when == "before" else {}
-            options["morph"] = {**options.get("morph", {}), **morph}
-            config = SynthesisConfig(n_tumors=(1,), sizes=None, **options)  # size: the morph's scale alone
-            rows: dict[str, list] = {m: [] for m in BLEND_METHODS}
-            for i in range(n_draws):
-                for method, reports in evaluate_methods(host, banks[when], case_rng(0, i), BLEND_METHODS,
-                                                        config).items():
-                    rows[method].extend(reports)
-            for method, reports in rows.items():
-                print(f"| {method} ({when}) | " + " | ".join(_row(reports, host_noise)) + " |", flush=True)
-        print()
+        table(host, banks, morph, n_draws, host_noise, 0)
+    donor = chest_phantom(n_tumors=3, seed=5, shape=(112, 96, 80), spacing_mm=(2.5, 2.5, 3.0))
+    phantom = SeedBank.write(extract_seeds(donor.image, donor.label, case_id="phantom"), tempfile.mkdtemp())
+    sizes = ", ".join(f"{s.record['equivalent_diameter_mm']:.0f}" for s in phantom)
+    print(f"### Seeds not tuned to: the phantom's tumors ({sizes} mm, 2.5 x 2.5 x 3 mm voxels, "
+          f"their own 25 HU noise), {n_draws} draws\n")
+    table(host, {"before": phantom, "after": phantom}, {}, n_draws, host_noise, 11)
 
 
 if __name__ == "__main__":

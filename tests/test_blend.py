@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 import pytest
+from scipy import ndimage as ndi
 
 from synthlung.synthesis.blending import blend
 from synthlung.errors import InputError

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from synthlung.errors import InputError
-from synthlung.hosts.noise import (NoiseSpectrum, correlated_noise, measure_spectrum, scan_axis,
-                                   soft_tissue_mask)
+from synthlung.hosts.noise import NoiseSpectrum, correlated_noise, measure_spectrum, scan_axis, soft_tissue_mask
 from synthlung.qa.realism import spectrum_agreement
 
 SHAPE, SPACING = (64, 64, 40), (0.8, 0.8, 2.0)
@@ -38,7 +37,7 @@ def test_a_known_noise_spectrum_is_recovered():
 
 
 def test_shaped_noise_has_the_spectrum_and_is_reproducible():
-    noise, power = _known()
+    noise, _ = _known()
     spec = measure_spectrum(noise, np.ones(SHAPE, bool), SPACING, 2)
     normal = np.random.default_rng(4).standard_normal(SHAPE).astype(np.float32)
     shaped = correlated_noise(SHAPE, SPACING, spec, normal)

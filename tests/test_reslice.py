@@ -8,7 +8,6 @@ from scipy import ndimage as ndi
 import synthlung
 from synthlung.qa.realism import edge_rise_along_across
 from synthlung.seeds.reslice import needs_reslice, reslice_stack
-from synthlung.volume import Volume
 
 FINE = (1.0, 1.0, 1.0)
 

@@ -143,7 +143,7 @@ def _blocks(noise: Any, mask: Any, spacing_mm: tuple[float, float, float], origi
     """``(i, j, k, ratio, count)`` per block of about ``BLOCK_MM`` with ``MIN_BLOCK_VOXELS`` measured voxels."""
     xp = array_module(noise)
     total = float((noise * noise).sum()) / max(int(mask.sum()), 1)
-    steps = [max(1, int(round(BLOCK_MM / s))) for s in spacing_mm]
+    steps = [max(1, round(BLOCK_MM / s)) for s in spacing_mm]
     out = []
     for lo in np.ndindex(*[-(-n // st) for n, st in zip(noise.shape, steps)]):
         box = tuple(slice(i * st, (i + 1) * st) for i, st in zip(lo, steps))

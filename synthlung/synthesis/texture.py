@@ -16,7 +16,7 @@ inside the tumour's blend weight; the label is never touched.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ def standard_normal(xp: Any, rng: Any, shape: tuple[int, ...]) -> Any:
     return rng.standard_normal(shape, dtype=xp.float32)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _white_noise_kept(sigma_vox: float) -> float:
     """For white noise, std kept by a Gaussian of ``sigma_vox`` over std it removes."""
     from scipy import ndimage
