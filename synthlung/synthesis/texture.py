@@ -24,7 +24,7 @@ import numpy as np
 from ..backend import array_module
 from ..components import label
 from ..hosts.noise import NoiseSpectrum, correlated_noise
-from ..morphology import distance_mm, ndimage_for
+from ..morphology import deeper_than_mm, distance_mm, ndimage_for
 
 DENOISE_VOX = 1.0
 """Sigma (voxels) of the Gaussian that takes the seed's own noise off inside the tumour."""
@@ -65,7 +65,7 @@ def denoise_seed(seed: Any, tumour: Any, spacing_mm: tuple[float, float, float])
     """
     xp = array_module(seed)
     ndi = ndimage_for(xp)
-    core = (distance_mm(tumour, spacing_mm) > CORE_DEPTH_MM) & ndi.binary_erosion(tumour)
+    core = deeper_than_mm(tumour, CORE_DEPTH_MM, spacing_mm) & ndi.binary_erosion(tumour)
     if not bool(core.any()):
         return seed, 0.0
     m = core.astype(xp.float32)
