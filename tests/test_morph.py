@@ -241,3 +241,25 @@ def test_volume_factor_matches_per_voxel_mean(strong):
         changes.append(abs(want - 1.0))
     assert len(errors) >= 4 and max(changes) > 2e-3  # the fields really change the volume
     assert np.abs(errors).max() < (5e-3 if strong else 5e-4)
+
+
+def test_seed_facts_kept_per_seed_not_shared():
+    """morph keeps a seed's centroid and fill between calls: same output again, and another
+    seed (or the same arrays under another affine) gets its own."""
+    import dataclasses
+    params = MorphParams.sample(np.random.default_rng(4))
+    seed = _blob_seed((20, 18, 16), np.diag([1.0, 1.0, 1.5, 1.0]), (5.0, 4.0, 6.0))
+    first = morph(seed, params, target=(1.0, 1.0, 1.0))
+    again = morph(seed, params, target=(1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(first.image.array, again.image.array)
+    other = _blob_seed((20, 18, 16), np.diag([1.0, 1.0, 1.5, 1.0]), (3.0, 3.0, 3.0), noise_seed=1)
+    other.mask.array[:, :, :8] = 0  # its centroid moves
+    moved = morph(other, params, target=(1.0, 1.0, 1.0))
+    assert moved.centre_world != first.centre_world
+    assert moved.record["fill_hu"] != first.record["fill_hu"]
+    shifted = np.diag([1.0, 1.0, 1.5, 1.0])
+    shifted[:3, 3] = (10.0, -5.0, 2.0)
+    turned = dataclasses.replace(seed, image=Volume(seed.image.array, shifted), mask=Volume(seed.mask.array, shifted),
+                                 soft_mask=Volume(seed.soft_mask.array, shifted))
+    np.testing.assert_allclose(morph(turned, params, target=(1.0, 1.0, 1.0)).centre_world,
+                               np.asarray(first.centre_world) + (10.0, -5.0, 2.0), atol=1e-9)

@@ -22,6 +22,7 @@ the soft mask.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from ..backend import array_module, asnumpy, dispatch
 from ..errors import InputError
+from ..lru import LRUCache
 from ..volume import Volume
 
 __all__ = ["MorphParams", "MorphedSeed", "morph", "thick_slice_axis"]
@@ -285,6 +287,40 @@ def border_median(image: Any) -> float:
     return float(xp.median(xp.concatenate([xp.ravel(f).astype(xp.float32) for f in faces])))
 
 
+SEED_FACTS_KEPT = 256
+"""Seeds whose parameter-free facts (:func:`_seed_facts`) stay kept between :func:`morph` calls."""
+
+_FACTS = LRUCache(SEED_FACTS_KEPT)
+
+
+def _seed_facts(seed: Any) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """What :func:`morph` reads from a seed whatever the parameters: mask profiles, mask
+    centroid (world mm) and border median HU. Made once per seed and kept, keyed by the
+    identity of its mask and image arrays (alive, checked by weak reference) and the mask's
+    affine: a seed's arrays are read, never changed in place."""
+    mask, image = seed.mask.array, seed.image.array
+    key = (id(mask), id(image), np.asarray(seed.mask.affine, dtype=np.float64).tobytes())
+
+    def make() -> tuple[Any, tuple[list[np.ndarray], np.ndarray, float]]:
+        profiles = _mask_profiles(seed.mask)
+        try:
+            refs = (weakref.ref(mask), weakref.ref(image))
+        except TypeError:  # an array type without weak references: not kept
+            refs = None
+        centre = _centroid_world(seed.mask, profiles)
+        for kept in (*profiles, centre):
+            kept.flags.writeable = False
+        return refs, (profiles, centre, border_median(image))
+
+    refs, facts = _FACTS.get(key, make)
+    if refs is None or refs[0]() is not mask or refs[1]() is not image:
+        _FACTS.discard(key)  # another array now has this id: make its own
+        refs, facts = make()
+        if refs is not None:
+            _FACTS.get(key, lambda: (refs, facts))
+    return facts
+
+
 def _lattice(target: Any, params: MorphParams, seed_affine: np.ndarray) -> np.ndarray:
     """The output lattice affine (4x4): the seed's grid, an RAS grid of a spacing, or a host affine."""
     if target is None:
@@ -380,8 +416,7 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     from synthlung.kernels import warp
 
     seed_affine = np.asarray(seed.image.affine, dtype=np.float64)
-    profiles = _mask_profiles(seed.mask)
-    centre = _centroid_world(seed.mask, profiles)
+    profiles, centre, fill = _seed_facts(seed)
     moved_centre = centre + np.asarray(params.translation_mm)
     lattice = _lattice(target, params, seed_affine)
     lattice_inv = np.linalg.inv(lattice)
@@ -418,7 +453,6 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
         kwargs = {"control": np.einsum("ed,dabc->eabc", to_seed_vox, ctrl),
                   "control_origin": tuple(centre_vox - (n - 1) / 2 * step), "control_spacing": tuple(step)}
     image = seed.image.array
-    fill = border_median(image)
     out_image, out_soft = dispatch(warp, image, backend)(
         image, seed.soft_mask.array, matrix, shape, fill_image=fill, fill_soft=0.0,
         hu_scale=params.hu_scale, hu_shift=params.hu_shift, **kwargs)
