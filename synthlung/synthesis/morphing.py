@@ -376,7 +376,7 @@ def _elastic_volume_factor(seed: Any, profiles: list[np.ndarray], centre: np.nda
     ders = [bspline_basis(axes[a], n[a], derivative=True) / step[a] for a in range(3)]
     grad = np.stack([_separable_field(ctrl, *(ders[a] if b == a else vals[b] for b in range(3)))
                      for a in range(3)], axis=-1)  # d(d)/d(lattice voxel), (K, K, K, 3, 3)
-    jac = np.eye(3) + grad.reshape(-1, 3, 3) @ lattice_inv
+    jac = np.eye(3) + (grad.reshape(-1, 3) @ lattice_inv).reshape(-1, 3, 3)  # one product, not 16^3
     u = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     world = (u - (n - 1) / 2) @ np.linalg.inv(to_u).T + centre
     ijk = seed.mask.world_to_voxel(world) - lo
