@@ -92,3 +92,19 @@ def test_cuda_iterates_follow_cpu(monkeypatch, tail_max):
     assert abs(rel - rel_ref) <= 1e-3 * rel_ref
     np.testing.assert_allclose(out, ref, atol=2e-3)
     assert np.array_equal(out[~solve], fixed[~solve])  # held voxels exactly
+
+
+@pytest.mark.gpu
+def test_13mm_box_launches_on_the_gpu(monkeypatch):
+    """The real box on a GPU: the same count, and the CPU's result."""
+    import cupy
+
+    log = record_launches(monkeypatch, _blend_cuda)
+    reads = _count_host_reads(monkeypatch)
+    fixed, solve, seed, host = _case(BOX_13MM[0])
+    out, it, rel = K.cuda.poisson(*(cupy.asarray(a) for a in (fixed, solve, seed, host)), BOX_13MM[1], True,
+                                  tol=0.0, max_iter=4)
+    assert it == 4 and len(log) == 37 and reads == [2] + [1] * it
+    ref, _, rel_ref = K.cpu.poisson(fixed, solve, seed, host, BOX_13MM[1], True, tol=0.0, max_iter=4)
+    assert abs(rel - rel_ref) <= 1e-3 * rel_ref
+    np.testing.assert_allclose(out.get(), ref, atol=2e-3)
