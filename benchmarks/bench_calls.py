@@ -17,7 +17,8 @@ default morph ranges) unless named.
   ``Dataset``: load every call; ``CacheDataset``: the loaded CT and lungs cached),
   then a 96^3 crop, the HU window and a flip;
 * writing a case's three NIfTI files: ``synthlung.save`` vs ``nib.save``; one case
-  made and written as ``generate`` does (image, label, instances, record).
+  made and written as ``generate`` does (image, label, instances, record); ``generate``
+  itself, 8 cases of 1-3 tumours from a one-host bank (host loading included).
 
     python -m pytest benchmarks/bench_calls.py --benchmark-enable
 """
@@ -232,3 +233,31 @@ def test_case_with_writing(benchmark, host, bank, tmp_path):
         write_json(tmp_path / "record.json", made.record)
     benchmark.pedantic(make_and_write, rounds=5, iterations=1, warmup_rounds=1)
     assert json.loads((tmp_path / "record.json").read_text())["tumors_inserted"] == 1
+
+
+@pytest.fixture(scope="module")
+def banks(ct_path, bank, tmp_path_factory):
+    """A host bank of the chest CT (ingested from a folder holding a link to it) and the lung1 seed bank."""
+    import os
+    from synthlung.datasets import ingest
+    from synthlung.hosts import build_host_bank
+    root = tmp_path_factory.mktemp("banks")
+    (root / "ct").mkdir()
+    os.symlink(ct_path, root / "ct" / ct_path.name)
+    ingest(root / "ct", root / "catalog")
+    build_host_bank(root / "catalog" / "catalog.json", root / "hosts")
+    return root / "hosts", bank.root
+
+
+def test_generate_8_cases(benchmark, banks, tmp_path_factory):
+    """``generate`` end to end, one worker: per case = time / 8 (``extra_info``)."""
+    from synthlung.run.offline import generate
+    benchmark.group = "one case made and written (generate's per-case work)"
+    hosts, seeds = banks
+    outs = iter(range(100))
+
+    def run():
+        return generate(hosts, seeds, 8, tmp_path_factory.mktemp(f"gen{next(outs)}"))
+    done = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    assert len(done) == 8 and all(e["tumors_inserted"] >= 1 for e in done)
+    benchmark.extra_info["cases"] = 8

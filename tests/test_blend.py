@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
-from synthlung.synthesis.blending import blend, estimate_noise_hu
+from synthlung.synthesis.blending import blend
 from synthlung.errors import InputError
 from synthlung.kernels import blend as K
 
@@ -146,6 +147,17 @@ def test_core_held_poisson_keeps_tumour_hu_textbook_shifts_it():
     assert seed_core - text.image[core].mean() > 100
 
 
+def test_poisson_changes_nothing_outside_the_label_by_default():
+    method = "poisson"
+    host, seed, soft = _scene()
+    res = blend(host, seed, soft, method=method, spacing_mm=(1.5,) * 3)
+    outside = soft < 0.5
+    assert not res.region[outside].any()
+    assert np.array_equal(res.image[outside], host[outside])
+    wide = blend(host, seed, soft, method=method, spacing_mm=(1.5,) * 3, margin_mm=3.0)
+    assert np.abs(wide.image - host)[outside].max() > 5.0  # the 3 mm margin does change the lung
+
+
 def test_poisson_margin_is_anisotropic_in_mm():
     host, seed, soft = _scene()
     res = blend(host, seed, soft, method="poisson", spacing_mm=(3.0, 1.0, 1.0), margin_mm=3.0)
@@ -168,21 +180,47 @@ def test_alpha_feather_widens_weight_in_mm():
     np.testing.assert_array_equal(plain.image[soft >= 0.5], seed[soft >= 0.5])
 
 
-def test_noise_match_raises_seed_noise_to_host_level():
+def test_texture_gives_a_quiet_tumour_the_host_noise_and_spectrum():
+    from synthlung.hosts.noise import measure_spectrum
+    from synthlung.qa.realism import highpass_noise_hu, spectrum_agreement, tumor_spectrum
     rng = np.random.default_rng(8)
-    shape = (24, 24, 24)
-    host = rng.normal(-850, 30, shape).astype(np.float32)
-    seed = rng.normal(40, 5, shape).astype(np.float32)
-    soft = _ball(shape, 9).astype(np.float32)
-    inner = _ball(shape, 7)
-    sigma_host = estimate_noise_hu(host, np.ones(shape, bool))
-    assert abs(sigma_host - 30) < 3
-    res = blend(host, seed, soft, method="replace", noise_match=sigma_host,
+    shape, spacing = (40, 40, 40), (1.0, 1.0, 1.0)
+    host = 40 + 30 * ndi.gaussian_filter(rng.standard_normal(shape), 0.8) / 0.16
+    spec = measure_spectrum(host, np.ones(shape, bool), spacing, 2)
+    seed = np.full(shape, 40.0, np.float32) + rng.normal(0, 2, shape).astype(np.float32)
+    soft = _ball(shape, 15).astype(np.float32)
+    res = blend(host, seed, soft, method="alpha", texture=spec, spacing_mm=spacing,
                 rng=np.random.default_rng(0))
-    assert abs(estimate_noise_hu(res.image, inner) - sigma_host) < 4
-    again = blend(host, seed, soft, method="replace", noise_match=sigma_host,
+    inner = _ball(shape, 11)
+    ratio = highpass_noise_hu(res.image, inner) / highpass_noise_hu(host, np.ones(shape, bool))
+    assert 0.85 <= ratio <= 1.15, ratio
+    agree = spectrum_agreement(tumor_spectrum(res.image, soft >= 0.5, spacing, 2), spec)
+    assert agree["inplane_overlap"] > 0.85 and agree["axial_overlap"] > 0.85, agree
+    quiet = blend(host, seed, soft, method="alpha", spacing_mm=spacing)
+    assert highpass_noise_hu(quiet.image, inner) < 0.3 * highpass_noise_hu(host, np.ones(shape, bool))
+    again = blend(host, seed, soft, method="alpha", texture=spec, spacing_mm=spacing,
                   rng=np.random.default_rng(0))
     assert np.array_equal(res.image, again.image)
+    with pytest.raises(InputError, match="rng"):
+        blend(host, seed, soft, texture=spec)
+
+
+def test_vessels_entering_the_tumour_run_into_its_rim_only():
+    shape, spacing = (32, 32, 32), (1.0, 1.0, 1.0)
+    host = np.full(shape, -850.0, np.float32)
+    host[14:18, 14:18, :] = 250.0  # a 4 mm vessel along the last axis, through the tumour
+    host[2:4, 2:4, 2:4] = 300.0  # an isolated bright speck, inside the tumour's box only
+    soft = _ball(shape, 9).astype(np.float32)
+    seed = np.full(shape, 30.0, np.float32)
+    tumour = soft >= 0.5
+    res = blend(host, seed, soft, method="alpha", spacing_mm=spacing)
+    depth = ndi.distance_transform_edt(tumour) - 0.5
+    in_vessel = (host > 100) & tumour
+    assert res.vessel_voxels > 0
+    assert (res.image[in_vessel & (depth <= 0.75)] > 200).all()  # continues into the outer rim
+    assert np.allclose(res.image[in_vessel & (depth > 1.5)], 30.0)  # but not into the core
+    off = blend(host, seed, soft, method="alpha", spacing_mm=spacing, vessel_hu=None)
+    assert off.vessel_voxels == 0 and np.allclose(off.image[tumour & (depth > 0.4)], 30.0)
 
 
 def test_blend_clips_and_validates():

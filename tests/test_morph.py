@@ -198,7 +198,7 @@ def test_lung1_to_isotropic_and_back_keeps_centroid(lung1_paths):
         pytest.skip(f"lung1 not found at {image_path}")
     from synthlung import load
     from synthlung.seeds import extract_seeds
-    seed = extract_seeds(load(image_path), load(label_path))[0]
+    seed = extract_seeds(load(image_path), load(label_path), reslice_mm=None)[0]  # the 5 mm stack itself
     assert seed.image.spacing[2] == pytest.approx(5.0)
     iso = morph(seed, MorphParams.identity(), target=(1.5, 1.5, 1.5))
     assert iso.image.spacing == pytest.approx((1.5, 1.5, 1.5))

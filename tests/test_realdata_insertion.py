@@ -65,3 +65,30 @@ def test_juxtapleural_tumors_fit_with_the_default_rules(chest_host, lung1_bank):
     case = synthesize(chest_host, lung1_bank, case_rng(0, 2), config)
     assert case.record["tumors_inserted"] == 2
     assert all(t["juxtapleural"] and t["inside_lung_fraction"] >= 0.95 for t in case.record["tumors"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [None, 3.0], ids=["as-is", "scaled-3x"])
+def test_issue10_targets_on_lung1(chest_host, lung1_bank, scale):
+    """Texture and thick-slice targets with the defaults: lung1 (~14 mm) as it is and scaled to ~41 mm."""
+    from synthlung.qa.realism import host_tissue_noise_hu
+    config = SynthesisConfig(n_tumors=(1,), sizes=None,  # the size is the morph's scale alone
+                             morph={} if scale is None else {"scale": scale, "isotropic": True})
+    reports = evaluate_methods(chest_host, lung1_bank, case_rng(0, 3), ("alpha", "poisson"), config)
+    r, p = reports["alpha"][0], reports["poisson"][0]
+    host_noise = host_tissue_noise_hu(chest_host.image.array, chest_host.image.spacing)
+    assert 0.75 <= r.noise_hu / host_noise <= 1.33, (r, host_noise)
+    assert r.hu_change_ratio <= 1.1 and r.rise_ratio <= 1.15, r
+    assert r.inplane_overlap > 0.7 and r.axial_overlap > 0.7, r
+    assert abs(r.core_error_hu) <= 30.0 and abs(r.halo_hu) <= 5.0, r
+    # Poisson leaves no unlabelled halo: nothing outside the label changed.
+    assert p.outside_change_hu == 0.0 and p.halo_hu == 0.0, p
+
+
+def test_same_key_same_bytes_with_texture(chest_host, lung1_bank):
+    a = synthesize(chest_host, lung1_bank, case_rng(5, 1), ONE)
+    b = synthesize(chest_host, lung1_bank, case_rng(5, 1), ONE)
+    assert a.record["tumors"][0]["blend"]["noise_added_hu"] > 10.0
+    assert a.record["tumors"][0]["morph"]["params"]["rotation_policy"].startswith("about the slice axis")
+    assert a.image.array.tobytes() == b.image.array.tobytes()
+    assert a.label.array.tobytes() == b.label.array.tobytes()

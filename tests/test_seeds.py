@@ -22,7 +22,8 @@ def lung1(lung1_paths):
 @pytest.mark.realdata
 def test_lung1_gives_one_seed(lung1):
     image, label = lung1
-    seeds = synthlung.extract_seeds(image, label, case_id="lung1", source={"sha256": {"image": "x"}})
+    seeds = synthlung.extract_seeds(image, label, case_id="lung1", source={"sha256": {"image": "x"}},
+                                    reslice_mm=None)
     assert len(seeds) == 1
     seed = seeds[0]
     rec = seed.record
@@ -82,7 +83,8 @@ def test_other_components_zeroed():
     near = label.array.copy()
     near[20:22, 15, 10] = 1  # a second blob inside the big one's crop, not touching it
     near[19, 15, 10] = 0
-    seeds = synthlung.extract_seeds(image, Volume(near, label.affine), margin_mm=8.0, min_volume_mm3=0)
+    seeds = synthlung.extract_seeds(image, Volume(near, label.affine), margin_mm=8.0, min_volume_mm3=0,
+                                    reslice_mm=None)
     for s in seeds:
         assert s.mask.array.sum() == s.record["n_voxels"]
 

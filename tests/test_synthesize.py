@@ -82,17 +82,18 @@ def test_nothing_fits_is_recorded_not_looped(host, seed_bank):
     np.testing.assert_array_equal(case.image.array, host.image.array)
 
 
-def test_noise_matching_measures_the_host_and_adds_noise(host, tmp_path):
+def test_texture_measures_the_host_once_and_adds_its_noise(host, tmp_path):
     import dataclasses
 
     donor = chest_phantom(n_tumors=2, seed=6, **SMALL)
     smooth = [dataclasses.replace(s, image=s.image.with_array(ndi.gaussian_filter(s.image.array.astype("f4"), 2.0)))
               for s in extract_seeds(donor.image, donor.label, case_id="quiet")]
-    bank = SeedBank.write(smooth, tmp_path / "quiet")  # seeds far quieter than the host's lung
-    quiet = synthesize(host, bank, case_rng(2, 0), SynthesisConfig(n_tumors=(1,)))
-    noisy = synthesize(host, bank, case_rng(2, 0), SynthesisConfig(n_tumors=(1,), noise_match=True))
-    assert noisy.record["host_lung_noise_hu"] > 5.0  # the phantom's lungs carry ~25 HU noise
-    assert host.record["lung_noise_hu"] == noisy.record["host_lung_noise_hu"]
+    bank = SeedBank.write(smooth, tmp_path / "quiet")  # seeds far quieter than the host
+    quiet = synthesize(host, bank, case_rng(2, 0), SynthesisConfig(n_tumors=(1,), texture=False))
+    noisy = synthesize(host, bank, case_rng(2, 0), SynthesisConfig(n_tumors=(1,)))
+    assert 15.0 < noisy.record["host_noise_hu"] < 40.0  # the phantom's soft tissue carries ~25 HU noise
+    assert host.record["soft_tissue_noise"]["std_hu"] == noisy.record["host_noise_hu"]
+    assert noisy.record["tumors"][0]["blend"]["noise_added_hu"] > 10.0
     inside = noisy.instances.array > 0
     assert inside.any()
     # Same tumor, same place; only noise differs, and only where the tumor was blended.

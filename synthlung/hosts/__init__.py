@@ -1,4 +1,5 @@
-"""Hosts: the lungs of a scan (:mod:`.lungseg`), where tumors may go (:mod:`.host`), and the bank on disk (:mod:`.bank`)."""
+"""Hosts: the lungs of a scan (:mod:`.lungseg`), where tumors may go (:mod:`.host`), its soft-tissue
+noise (:mod:`.noise`), and the bank on disk (:mod:`.bank`)."""
 from __future__ import annotations
 
 from .bank import HostBank, build_host_bank

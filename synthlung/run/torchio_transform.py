@@ -17,6 +17,10 @@ Example, a patch-based TorchIO loop whose positive patches hold the inserted tum
                                 instance_name="instances", patch_size=(96, 96, 96))
     dataset = tio.SubjectsDataset(subjects, transform=tio.Compose([insert, tio.RescaleIntensity()]))
     queue = tio.Queue(dataset, 16, 4, tio.LabelSampler((96, 96, 96), label_name="instances"))
+
+(Checked with two Queue workers on phantoms: every patch held an inserted tumour and
+a second run after ``torch.manual_seed(0)`` gave the same patches.) The patches keep
+only the images, not ``record_name``: the record is on the transformed subject.
 """
 from __future__ import annotations
 

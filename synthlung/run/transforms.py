@@ -127,9 +127,10 @@ import numpy as np
 from ..backend import _is_torch, array_module, asnumpy, like, to_array
 from ..errors import InputError, SynthlungError
 from ..hosts import Host, make_host
+from ..hosts.noise import host_noise
 from ..lru import LRUCache
 from ..seeds import SeedBank
-from ..synthesis.case import SynthesisConfig, centre_sampler, host_lung_noise_hu, memory_order, synthesize
+from ..synthesis.case import SynthesisConfig, centre_sampler, memory_order, synthesize
 from ..synthesis.insertion import TUMOR_CLASS
 from ..volume import Volume
 
@@ -431,8 +432,8 @@ class RandInsertTumors(RandomizableTransform):
         rng = self.generator()
         window = None
         if self.patch_size is not None:
-            if self.config.noise_match:
-                host_lung_noise_hu(host)  # measured on the whole host, before it is cut
+            if self.config.texture:
+                host_noise(host)  # measured on the whole host, before it is cut
             window = patch_window(host, self.patch_size, rng)
         cut = host if window is None else _window_host(host, window)
         case = synthesize(cut, self.seed_bank, rng, self.config, key=self.key, inplace=not self.copy,
@@ -480,7 +481,8 @@ class RandInsertTumorsd(RandomizableTransform, MapTransform):
     writes the image and label back (a missing label is created), the instance
     map under ``instance_key`` and the case record, as a JSON string (so that
     batches collate), under ``record_key`` when those are given. The label's own
-    tumors are kept and excluded from placement.
+    tumors are kept and excluded from placement. ``config``, ``zone_kw``,
+    ``host_cache``, ``patch_size`` and ``copy``: as for :class:`RandInsertTumors`.
     """
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,

@@ -1,4 +1,5 @@
-"""Seeds: each real tumor cut out of its labelled scan (:mod:`.extraction`), and the bank on disk (:mod:`.bank`)."""
+"""Seeds: each real tumor cut out of its labelled scan (:mod:`.extraction`; thick slices resliced,
+:mod:`.reslice`), and the bank on disk (:mod:`.bank`)."""
 from __future__ import annotations
 
 from .bank import BankReport, SeedBank, build_seed_bank

@@ -14,8 +14,11 @@ source label, canonical order), ``n_voxels``, ``volume_mm3``,
 source voxels, hi exclusive), ``crop_lo`` / ``crop_hi`` (crop box in source
 voxels), ``centroid_mm`` (world RAS), ``spacing_mm``, ``margin_mm``,
 ``min_volume_mm3``, ``clipped`` (the crop was cut by the volume edge), ``crop_shape``
-and ``contact`` (pleural contact in the source scan, :mod:`synthlung.seeds.contact`;
-None with a ``contact_note`` when the source's lungs could not be segmented).
+(source voxels), ``contact`` (pleural contact in the source scan, :mod:`synthlung.seeds.contact`;
+None with a ``contact_note`` when the source's lungs could not be segmented),
+``reslice_mm`` (the largest slice spacing asked for, or None), ``resliced``
+(``{"axis", "factor"}`` when a thick-slice crop was resliced, else None; see
+:mod:`synthlung.seeds.reslice`) and ``seed_spacing_mm`` (the seed volumes' spacing).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from ..errors import InputError
 from ..morphology import signed_distance_mm
 from ..volume import Volume
 from .contact import measure_contact
+from .reslice import RESLICE_MM, needs_reslice, reslice_stack
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,9 +90,10 @@ def _check_pair(image: Volume, label: Volume) -> None:
         raise InputError("label and image affines differ: they do not lie on one voxel grid")
 
 
-def seed_params(margin_mm: float, min_volume_mm3: float) -> dict[str, float]:
+def seed_params(margin_mm: float, min_volume_mm3: float, reslice_mm: float | None = RESLICE_MM) -> dict:
     """The extraction parameters stored per case (a rerun with other values redoes the case)."""
-    return {"margin_mm": float(margin_mm), "min_volume_mm3": float(min_volume_mm3)}
+    return {"margin_mm": float(margin_mm), "min_volume_mm3": float(min_volume_mm3),
+            "reslice_mm": None if reslice_mm is None else float(reslice_mm)}
 
 
 def _safe(name: str) -> str:
@@ -113,11 +118,14 @@ def _source_lungs(image: Volume, lungs: Volume | None, case_id: str) -> tuple[np
 
 def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_volume_mm3: float = 30.0,
                   case_id: str | None = None, source: dict | None = None,
-                  lungs: Volume | None = None) -> list[Seed]:
+                  lungs: Volume | None = None, reslice_mm: float | None = RESLICE_MM) -> list[Seed]:
     """One seed per 26-connected component of ``label > 0``; components under ``min_volume_mm3`` dropped.
 
     The crop is the component's box grown by ``margin_mm`` on each side (per
-    axis: ``ceil(margin_mm / spacing)`` voxels), clipped to the volume.
+    axis: ``ceil(margin_mm / spacing)`` voxels), clipped to the volume. A crop
+    whose slices are thicker than twice its finest spacing and than ``reslice_mm``
+    is resliced to slices of at most ``reslice_mm`` (shape-based interpolation,
+    :func:`synthlung.seeds.reslice.reslice_stack`); None keeps every crop as it is.
     ``case_id`` and ``source`` (e.g. file paths and sha256s) go into each record.
     ``lungs`` (0/1 left/2 right, the image's grid) gives the source's lungs for the
     pleural contact; without it they are segmented (:func:`synthlung.segment_lungs`).
@@ -164,11 +172,22 @@ def extract_seeds(image: Volume, label: Volume, margin_mm: float = 10.0, min_vol
             "crop_shape": list(mask.shape),
             "contact": None if lung_labels is None else
             measure_contact(mask, lung_labels[box], crop.affine).to_record(),
+            "reslice_mm": seed_params(0, 0, reslice_mm)["reslice_mm"],
+            "resliced": None, "seed_spacing_mm": list(spacing),
         }
         if contact_note:
             record["contact_note"] = contact_note
-        seeds.append(Seed(image=Volume(np.ascontiguousarray(img[box]), crop.affine),
-                          mask=Volume(mask, crop.affine),
-                          soft_mask=Volume(soft_mask(mask, spacing, 2 * min(spacing)), crop.affine),
+        pixels, affine, seed_spacing = np.ascontiguousarray(img[box]), crop.affine, spacing
+        if needs_reslice(spacing, reslice_mm):  # after the contact: that is the source's
+            fine, mask, axis, k = reslice_stack(pixels, mask, spacing, reslice_mm)
+            if np.issubdtype(pixels.dtype, np.integer):
+                fine = np.rint(fine)
+            pixels = fine.astype(pixels.dtype)
+            affine = crop.affine.copy()
+            affine[:3, axis] /= k
+            seed_spacing = tuple(s / k if a == axis else s for a, s in enumerate(spacing))
+            record.update(resliced={"axis": axis, "factor": k}, seed_spacing_mm=list(seed_spacing))
+        seeds.append(Seed(image=Volume(pixels, affine), mask=Volume(mask, affine),
+                          soft_mask=Volume(soft_mask(mask, seed_spacing, 2 * min(seed_spacing)), affine),
                           record=record))
     return seeds

@@ -23,11 +23,12 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import InputError
+from ..hosts.noise import host_noise
 from ..lru import LRUCache
 from ..seeds.contact import measure_contact
 from ..volume import Volume
 from .insertion import TUMOR_CLASS, insert
-from .morphing import MorphParams, morph
+from .morphing import MorphParams, morph, thick_slice_axis
 from .placement import (
     CentreSampler,
     Placement,
@@ -51,8 +52,9 @@ class SynthesisConfig:
     ``n_tumors``/``n_tumors_weights``: the choices of tumor count and their relative
     weights (default 1, 2 or 3 with equal odds). ``morph``: keyword ranges for
     :meth:`synthlung.synthesis.morphing.MorphParams.sample`. ``blend``: keyword options for
-    :func:`synthlung.synthesis.blending.blend` besides the method. ``noise_match``: add
-    noise so the inserted tumor's noise std matches the host lung's.
+    :func:`synthlung.synthesis.blending.blend` besides the method. ``texture``: give each
+    inserted tumor the host's soft-tissue noise (std and spectrum, see
+    :mod:`synthlung.synthesis.texture`).
     """
 
     n_tumors: tuple[int, ...] = (1, 2, 3)
@@ -64,7 +66,7 @@ class SynthesisConfig:
     placement: PlacementRules = field(default_factory=PlacementRules)
     sizes: SizePolicy | None = field(default_factory=SizePolicy)
     burden: Burden = field(default_factory=Burden)
-    noise_match: bool = False
+    texture: bool = True
     hu_range: tuple[float, float] = (-1024.0, 3071.0)
 
     def __post_init__(self) -> None:
@@ -286,7 +288,7 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
         for _ in range(config.seed_draws_per_tumor):
             index = _draw_seed(rng, seed_mm, target, config.sizes)
             seed = _drawn_seed(seed_bank, index, xp)
-            params = MorphParams.sample(rng, **config.morph)
+            params = MorphParams.sample(rng, slice_axis=thick_slice_axis(seed, spacing), **config.morph)
             size = {"seed_diameter_mm": round(float(seed_mm[index]), 3)}
             if target is not None:
                 factor = config.sizes.factor(seed_mm[index], target / float(np.prod(params.scale)) ** (1 / 3))
@@ -391,7 +393,8 @@ class _Planner:
             if site is None:
                 return None
             twist = float(rng.uniform(0.0, 2.0 * np.pi))
-            turned = dataclasses.replace(params, rotation=rotation_aligning(face, normal, twist))
+            turned = dataclasses.replace(params, rotation=rotation_aligning(face, normal, twist),
+                                         rotation_policy="contact face to the pleura, uniform twist")
             morphed = self._morph(seed, turned)
             if morphed is None:
                 return None
@@ -407,19 +410,6 @@ class _Planner:
             if placed.normal is not None and placed.fraction >= need and float(np.dot(placed.normal, normal)) >= 0.5:
                 return morphed, dataclasses.replace(placement, contact=placed.to_record()), turned
         return None
-
-
-def host_lung_noise_hu(host: Any) -> float:
-    """The host lung's noise std (HU), measured once and kept in ``host.record``."""
-    if "lung_noise_hu" not in host.record:
-        from ..morphology import bounding_box
-        from .blending import estimate_noise_hu
-        lungs = host.lungs.array > 0
-        box = bounding_box(lungs)
-        if box is None:
-            raise InputError(f"host {host.record.get('id')}: no lung voxels to measure noise on")
-        host.record["lung_noise_hu"] = round(estimate_noise_hu(host.image.array[box], lungs[box]), 3)
-    return float(host.record["lung_noise_hu"])
 
 
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
@@ -446,11 +436,11 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         label = xp.zeros(image.shape, dtype=np.uint8, order=order)
     instances = xp.zeros(image.shape, dtype=instance_dtype, order=order)
     planned, wanted = sample_placements(host, seed_bank, rng, config)
-    noise_hu = host_lung_noise_hu(host) if config.noise_match else None
+    texture = host_noise(host) if config.texture else None
     tumors = []
     for k, tumor in enumerate(planned, start=1):
         done = insert(image, label, instances, tumor.morphed, tumor.placement.offset, k, host.image.spacing,
-                      method=config.method, hu_range=config.hu_range, rng=rng, noise_hu=noise_hu,
+                      method=config.method, hu_range=config.hu_range, rng=rng, texture=texture,
                       **config.blend)
         centre = host.image.voxel_to_world(np.asarray(tumor.placement.centre_voxel))
         tumors.append({
@@ -475,7 +465,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         "synthlung_version": __version__,
         "random_key": key,
         "host": {"id": host.record.get("id"), "sha256": host.record.get("sha256")},
-        "host_lung_noise_hu": noise_hu,
+        "host_noise_hu": None if texture is None else texture.std_hu,
         "tumors_requested": wanted,
         "tumors_inserted": len(tumors),
         "tumors": tumors,

@@ -8,12 +8,14 @@ order) and written back where the blend changed it.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..backend import array_module
+from ..hosts.noise import NoiseSpectrum
 from .blending import blend
 from .placement import box_slices
 
@@ -45,25 +47,31 @@ def _to_dtype(values: Any, dtype: Any, hu_range: tuple[float, float]) -> Any:
 def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[int, int, int],
            instance_id: int, spacing_mm: tuple[float, float, float], *, method: str = "alpha",
            hu_range: tuple[float, float] = (-1024.0, 3071.0), rng: np.random.Generator | None = None,
-           noise_hu: float | None = None, **blend_options: Any) -> InsertResult:
+           texture: NoiseSpectrum | None = None, **blend_options: Any) -> InsertResult:
     """Blend ``morphed`` into ``image`` at box ``offset`` (voxels), in place.
 
     ``image``, ``label`` (uint8 class map) and ``instances`` (uint16 instance ids)
     are host arrays (NumPy or CuPy, all on one device) updated in place; ``morphed``
     is a :class:`synthlung.synthesis.morphing.MorphedSeed` on the same device and host lattice.
     ``method`` and ``blend_options`` go to :func:`synthlung.synthesis.blending.blend`;
-    ``noise_hu`` is the host's lung noise std (HU) to match, or ``None``.
+    ``texture`` is the host's soft-tissue noise to give the tumour (its std taken near
+    the box's centre, :meth:`synthlung.hosts.noise.NoiseSpectrum.std_near`), or ``None``.
     """
     xp = array_module(image)
     region = box_slices(offset, morphed.image.shape)
     host_box = image[region]
+    if texture is not None:  # the host's noise near this tumour
+        centre = [o + (n - 1) / 2 for o, n in zip(offset, morphed.image.shape)]
+        texture = dataclasses.replace(texture, std_hu=texture.std_near(centre, spacing_mm))
     result = blend(xp.ascontiguousarray(host_box, dtype=xp.float32), morphed.image.array,
                    morphed.soft_mask.array, method=method, spacing_mm=spacing_mm, hu_range=hu_range,
-                   noise_match=noise_hu, rng=rng, **blend_options)
+                   texture=texture, rng=rng, **blend_options)
     changed = result.region
     xp.copyto(host_box, _to_dtype(result.image, image.dtype, hu_range), where=changed)
     tumor = morphed.mask.array.astype(bool)
     xp.copyto(label[region], TUMOR_CLASS, where=tumor)
     xp.copyto(instances[region], instance_id, where=tumor)
-    info = {"solver_iterations": result.iterations, "relative_residual": result.residual}
+    info = {"solver_iterations": result.iterations, "relative_residual": result.residual,
+            "noise_added_hu": result.noise_added_hu, "vessel_voxels": result.vessel_voxels,
+            "host_noise_near_hu": None if texture is None else round(texture.std_hu, 3)}
     return InsertResult(int(changed.sum()), info)

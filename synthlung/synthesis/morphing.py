@@ -31,7 +31,7 @@ from ..backend import array_module, asnumpy, dispatch
 from ..errors import InputError
 from ..volume import Volume
 
-__all__ = ["MorphParams", "MorphedSeed", "morph"]
+__all__ = ["MorphParams", "MorphedSeed", "morph", "thick_slice_axis"]
 
 _IDENTITY3 = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 _SNAP = 1e-9  # composed matrix entries this close to an integer are made exact (voxels)
@@ -53,6 +53,38 @@ def rotation_from_euler(degrees: Sequence[float]) -> np.ndarray:
     ry = np.array([[math.cos(ay), 0, math.sin(ay)], [0, 1, 0], [-math.sin(ay), 0, math.cos(ay)]])
     rz = np.array([[math.cos(az), -math.sin(az), 0], [math.sin(az), math.cos(az), 0], [0, 0, 1]])
     return rz @ ry @ rx
+
+
+def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rotation by ``angle`` (radians) about the unit vector ``axis`` (Rodrigues)."""
+    x, y, z = axis
+    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
+
+
+def _about_slice_axis(rng: np.random.Generator, axis: np.ndarray, max_tilt_deg: float) -> np.ndarray:
+    """A rotation spinning uniformly about ``axis`` (world unit vector), then tilting it by at
+    most ``max_tilt_deg`` (uniform over that cap of directions, about a uniform in-plane axis)."""
+    axis = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    spin = _axis_angle(axis, rng.uniform(0.0, 2.0 * math.pi))
+    helper = np.eye(3)[int(np.argmin(np.abs(axis)))]
+    u = np.cross(axis, helper)
+    u /= np.linalg.norm(u)
+    tilt_axis = _axis_angle(axis, rng.uniform(0.0, 2.0 * math.pi)) @ u
+    tilt = math.acos(rng.uniform(math.cos(math.radians(max_tilt_deg)), 1.0))
+    return _axis_angle(tilt_axis, tilt) @ spin
+
+
+def thick_slice_axis(seed: Any, host_spacing_mm: Sequence[float], ratio: float = 2.0) -> np.ndarray | None:
+    """World unit vector of a seed's slice axis when its source slices are thicker than
+    ``ratio`` times the host's coarsest spacing (the rotation policy's trigger), else None."""
+    record = getattr(seed, "record", None) or {}
+    source = record.get("spacing_mm", seed.image.spacing)
+    if max(source) <= ratio * max(host_spacing_mm):
+        return None
+    cols = np.asarray(seed.image.affine, dtype=np.float64)[:3, :3]
+    axis = cols[:, int(np.argmax(source))]
+    return axis / np.linalg.norm(axis)
 
 
 def _draw(rng: np.random.Generator, name: str, value: Any) -> float:
@@ -82,6 +114,7 @@ class MorphParams:
     spacing and ``elastic_magnitude_mm`` the standard deviation they were drawn
     with. ``hu_scale`` / ``hu_shift``: tumour HU change. ``output_spacing``:
     mm grid used when :func:`morph` gets no ``target`` (None: the seed's grid).
+    ``rotation_policy``: how :meth:`sample` drew the rotation (provenance only).
     """
 
     rotation: tuple = _IDENTITY3
@@ -94,6 +127,7 @@ class MorphParams:
     hu_scale: float = 1.0
     hu_shift: float = 0.0
     output_spacing: tuple | None = None
+    rotation_policy: str = "given"
 
     def __post_init__(self) -> None:
         rot = np.asarray(self.rotation, dtype=np.float64)
@@ -130,7 +164,8 @@ class MorphParams:
                isotropic: bool = False, flip_probability: Any = 0.5, elastic_spacing_mm: Any = (12.0, 20.0),
                elastic_magnitude_mm: Any = (0.0, 1.5), elastic_points: int = 6,
                hu_scale: Any = (0.9, 1.1), hu_shift: Any = (-20.0, 20.0),
-               output_spacing: Any = None) -> "MorphParams":
+               output_spacing: Any = None, slice_axis: Any = None,
+               max_tilt_deg: float = 15.0) -> "MorphParams":
         """Draw one set from ``rng``; every range is ``(lo, hi)`` (uniform) or a fixed number.
 
         ``rotation``: ``"uniform"`` (uniform over all 3-D rotations), ``"none"``,
@@ -138,9 +173,18 @@ class MorphParams:
         axis (one draw for all three when ``isotropic``). ``flip_probability``
         per axis (one number or three). ``elastic_points`` control points per
         axis, drawn N(0, magnitude) mm each. ``output_spacing`` is stored as given.
+        ``slice_axis``: world unit vector of a thick-slice seed's slice axis
+        (:func:`thick_slice_axis`); with ``rotation="uniform"`` the rotation then spins
+        uniformly about it and tilts it by at most ``max_tilt_deg``, so the seed's
+        slices stay near the host's axial plane and the interpolated direction is
+        not turned in-plane, where the host resolves finest.
         """
+        policy = rotation if isinstance(rotation, str) else "euler"
         if isinstance(rotation, str):
-            if rotation == "uniform":
+            if rotation == "uniform" and slice_axis is not None:
+                rot = _about_slice_axis(rng, slice_axis, float(max_tilt_deg))
+                policy = f"about the slice axis, tilt <= {float(max_tilt_deg):g} deg"
+            elif rotation == "uniform":
                 rot = _rotation_from_quaternion(rng.standard_normal(4))
             elif rotation == "none":
                 rot = np.eye(3)
@@ -168,7 +212,7 @@ class MorphParams:
         return cls(rotation=rot, scale=scales, flip=flips, elastic_spacing_mm=spacing,
                    elastic_magnitude_mm=magnitude, control_mm=control,
                    hu_scale=_draw(rng, "hu_scale", hu_scale), hu_shift=_draw(rng, "hu_shift", hu_shift),
-                   output_spacing=output_spacing)
+                   output_spacing=output_spacing, rotation_policy=policy)
 
     def to_record(self) -> dict:
         """JSON-serialisable dict of every parameter, drawn control displacements included."""
@@ -178,7 +222,8 @@ class MorphParams:
                 "elastic_magnitude_mm": float(self.elastic_magnitude_mm),
                 "control_mm": None if self.control_mm is None else self.control_mm.tolist(),
                 "hu_scale": float(self.hu_scale), "hu_shift": float(self.hu_shift),
-                "output_spacing": None if self.output_spacing is None else list(self.output_spacing)}
+                "output_spacing": None if self.output_spacing is None else list(self.output_spacing),
+                "rotation_policy": self.rotation_policy}
 
     @classmethod
     def from_record(cls, record: dict) -> "MorphParams":
