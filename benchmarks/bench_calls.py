@@ -2,9 +2,9 @@
 
 Host: the real chest CT (233 x 167 x 191, 1.5 mm, Fortran-ordered as nibabel
 loads it), prepared once (lungs, zone, distances). Seed: lung1's real tumour
-(13.7 mm equivalent diameter); the large tumour is the same seed drawn with
-``MorphParams`` scale 3.3 (44.7 mm). Default settings (alpha blending, the
-default morph ranges) unless named.
+(13.7 mm equivalent diameter), its size class pinned to 13-14 mm (small) or, scale
+limit raised to 3.5, 44-46 mm (large: lung1 scaled about 3.3 times); everything else
+default (alpha blending, morph ranges, placement rules, burden).
 
 * ``synthesize`` vs a copy-paste baseline on the same prepared host: ``scipy.ndimage.zoom``
   of the seed to the host spacing (times the scale), ``elasticdeform.deform_random_grid``
@@ -37,10 +37,13 @@ from synthlung.rng import case_rng
 from synthlung.seeds import SeedBank, extract_seeds
 from synthlung.synthesis.case import SynthesisConfig, synthesize
 from synthlung.synthesis.morphing import MorphParams, morph
+from synthlung.synthesis.sizing import SizePolicy
 
-SMALL = SynthesisConfig(n_tumors=(1,))
-LARGE_SCALE = 3.3
-LARGE = SynthesisConfig(n_tumors=(1,), morph={"scale": LARGE_SCALE})
+# One tumour, its size class pinned; everything else (blending, morph ranges, placement, burden) default.
+SMALL = SynthesisConfig(n_tumors=(1,), sizes=SizePolicy(ranges_mm=((13.0, 14.0),), weights=(1.0,)))
+LARGE_SCALE = 3.3  # lung1's 13.7 mm to about 45 mm
+LARGE = SynthesisConfig(n_tumors=(1,), sizes=SizePolicy(ranges_mm=((44.0, 46.0),), weights=(1.0,),
+                                                        scale_limits=(0.5, 3.5)))
 KEY = (0, 1)  # the case key every round uses (same work each round)
 
 
@@ -90,6 +93,7 @@ def test_synthesize(benchmark, host, bank, size):
     case = synthesize(host, bank, case_rng(*KEY), config)  # JIT warm-up
     assert case.record["tumors_inserted"] == 1
     benchmark.extra_info["box_shape"] = case.record["tumors"][0]["box_shape"]
+    benchmark.extra_info["diameter_mm"] = case.record["tumors"][0]["size"]["diameter_mm"]
     benchmark.pedantic(lambda: synthesize(host, bank, case_rng(*KEY), config), rounds=15, iterations=1,
                        warmup_rounds=1)
 

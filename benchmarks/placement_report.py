@@ -55,8 +55,9 @@ def main(n_cases: int = 30) -> None:
             d = t["size"]["diameter_mm"]
             if d >= config.burden.mass_mm:
                 per_lung[t["size"]["lung"]] = per_lung.get(t["size"]["lung"], 0) + 1
-            rows.append({"d": d, "contact": c.fraction, "facing": None if c.normal is None or t["pleural_normal"] is None
-                         else float(np.dot(c.normal, t["pleural_normal"])),
+            facing = None if c.normal is None or t["pleural_normal"] is None \
+                else float(np.dot(c.normal, t["pleural_normal"]))
+            rows.append({"d": d, "contact": c.fraction, "facing": facing,
                          "pressed": t["pleural_contact"] is not None,
                          "seed_contact": (by_id[t["seed_id"]]["contact"] or {}).get("fraction", 0.0),
                          "outside_mm": float(outside_mm[mask].max()), "z": t["centre_voxel"][2],

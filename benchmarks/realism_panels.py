@@ -76,9 +76,9 @@ def main(out_dir: Path) -> None:
              if s.record["contact"]["site"] != "none"]
     jbank = SeedBank.write(juxta, tempfile.mkdtemp())
     rec = juxta[0].record
-    rows = [(render_case(donor.image.array, donor.image.affine, np.asarray(rec["centroid_mm"])),
-             f"phantom chest-wall tumour in its own scan, {rec['equivalent_diameter_mm']:.0f} mm, "
-             f"contact {rec['contact']['fraction']:.2f} ({rec['contact']['site']})")]
+    title = (f"phantom chest-wall tumour in its own scan, {rec['equivalent_diameter_mm']:.0f} mm, "
+             f"contact {rec['contact']['fraction']:.2f} ({rec['contact']['site']})")
+    rows = [(render_case(donor.image.array, donor.image.affine, np.asarray(rec["centroid_mm"])), title)]
     rows.append(_inserted(host, jbank, (7, 0), SizePolicy(((30.0, 34.0),), (1.0,))))
     _figure(rows, out_dir / "pleural_placement.png")
 

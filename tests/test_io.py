@@ -299,3 +299,14 @@ def test_nifti_writing_is_nibabels_file_gzipped_deterministically(tmp_path, orde
         ref.set_qform(affine, code=1)
         nib.save(ref, tmp_path / "ref.nii")
         assert (tmp_path / "ref.nii").read_bytes() == raw
+
+
+def test_written_nifti_reads_in_itk(tmp_path):
+    """ITK (SimpleITK, which TorchIO brings) reads the ISA-L gzip stream: same voxels and spacing."""
+    sitk = pytest.importorskip("SimpleITK")
+    array = np.asarray(np.random.default_rng(1).integers(-1000, 400, (17, 13, 9)), dtype=np.int16, order="F")
+    affine = np.diag([0.8, 0.9, 2.5, 1.0])
+    save(Volume(array, affine), tmp_path / "a.nii.gz")
+    img = sitk.ReadImage(str(tmp_path / "a.nii.gz"))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(img).transpose(2, 1, 0), array)
+    assert img.GetSpacing() == pytest.approx((0.8, 0.9, 2.5))

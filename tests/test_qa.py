@@ -56,6 +56,9 @@ def test_qa_table_summary_panels_and_kit(phantom_dataset, tmp_path):
         assert row["inside_lung_fraction"] >= 0.95
         if row["core_error_hu"] is not None:  # alpha keeps the morphed seed's core density
             assert abs(row["core_error_hu"]) < 30.0
+            # the texture measures of synthlung.qa.realism, against the host's own soft tissue
+            assert row["noise_ratio"] >= 0.0 and row["host_tissue_noise_hu"] > 5.0
+            assert row["rise_along_mm"] > 0 and row["rise_across_mm"] > 0 and row["hu_change_along_across"] > 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_tumours"] == len(table) and summary["measures"]["diameter_mm"]["n"] == len(table)
     assert (out / "summary.md").read_text().startswith(f"# Realism of {len(table)} inserted tumours")
@@ -89,7 +92,7 @@ def test_preview_before_after_windows_and_optional_contour(phantom_dataset, tmp_
     n = json.loads(record.read_text())["tumors_inserted"]
     plain = np.asarray(Image.open(preview(record, tmp_path / "a.png")).convert("RGB")).astype(int)
     drawn = np.asarray(Image.open(preview(record, tmp_path / "b.png", contour=True)).convert("RGB")).astype(int)
-    red = lambda im: int(((im[..., 0] > 150) & (im[..., 1] < 80) & (im[..., 2] < 80)).sum())  # noqa: E731
+    red = lambda im: int(((im[..., 0] > 150) & (im[..., 1] < 80) & (im[..., 2] < 80)).sum())
     assert red(plain) == 0 and red(drawn) > 50
     assert plain.shape[0] == pytest.approx(90 * 2.4 * 2 * n, abs=2)  # two rows (before, after) per tumour
 
@@ -156,6 +159,7 @@ def test_real_tumour_in_the_real_chest_ct(tmp_path, lung1_paths, chest_ct_path):
     assert table and all(r["seed_id"] == "lung1-c001" and r["inside_lung_fraction"] >= 0.95 for r in table)
     cored = [r for r in table if r["core_error_hu"] is not None]
     assert cored and all(abs(r["core_error_hu"]) < 30 and abs(r["halo_hu"]) < 20 for r in cored)
+    assert all(0.3 < r["noise_ratio"] < 3.0 for r in cored if r["diameter_mm"] >= 10.0)
     key = json.loads((out / "reader_kit" / "answer_key.json").read_text())
     real = [c for c in key["cases"].values() if c["truth"] == "real"]
     assert len(real) == 1 and real[0]["seed_id"] == "lung1-c001"
@@ -215,7 +219,8 @@ def test_reader_answers_downloaded_from_the_page_are_scored(phantom_dataset, tmp
         for n in range(4):  # a reader: synthetic on the first two cases, real on the others, confidence 5, 4, ...
             for key in ("s" if n < 2 else "r", str(5 - n)):
                 for kind in ("keyDown", "keyUp"):
-                    cdp.call("Input.dispatchKeyEvent", session, type=kind, key=key, text=key if kind == "keyDown" else "")
+                    text = key if kind == "keyDown" else ""
+                    cdp.call("Input.dispatchKeyEvent", session, type=kind, key=key, text=text)
         assert "(4 of 4), 4 answered" in cdp.evaluate(session, "document.getElementById('status').textContent")
         cdp.evaluate(session, "document.getElementById('download').click()")
         saved = downloads / f"answers-{json.loads(paths['key'].read_text())['kit']}.json"

@@ -22,8 +22,7 @@ def record_path_of(case: Path) -> Path:
     """The record JSON of a case given its record or its image file (``imagesTr/case_0003_0000.nii.gz``)."""
     if case.suffix == ".json":
         return case
-    name = case.name.split(".")[0]
-    name = name[:-5] if name.endswith("_0000") else name
+    name = case.name.split(".")[0].removesuffix("_0000")
     return case.parent.parent / "records" / f"{name}.json"
 
 

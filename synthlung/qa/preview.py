@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SynthlungError
 from ..io.atomic import atomic_path
 from .generated import GeneratedDataset
 from .render import PLANES, WINDOWS, mask_centroid_mm, triplanar
@@ -51,7 +52,7 @@ def preview(case: str | Path, out: str | Path, contour: bool = False) -> Path:
     instances = np.asarray(dataset.volume(record, "instances").array)
     try:
         before = dataset.host(record["host"]["id"])[0]
-    except Exception as exc:  # a moved bank: show the case without its host, and say why
+    except (SynthlungError, OSError, KeyError) as exc:  # a moved bank: show the case without its host, say why
         before, missing = None, str(exc)
     tumours = record.get("tumors") or []
     rows = max(2 * len(tumours), 1)

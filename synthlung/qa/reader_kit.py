@@ -171,7 +171,10 @@ function show() {
   for (let k = 1; k <= 5; k++) $("conf" + k).className = a.confidence === k ? "on" : "";
 }
 function go(step) { at = Math.min(Math.max(at + step, 0), KIT.cases.length - 1); show(); }
-function answer(kind) { const id = KIT.cases[at].id; answers[id] = Object.assign({}, answers[id], {answer: kind}); show(); }
+function answer(kind) {
+  const id = KIT.cases[at].id;
+  answers[id] = Object.assign({}, answers[id], {answer: kind}); show();
+}
 function confidence(c) {
   const id = KIT.cases[at].id;
   if (!answers[id] || !answers[id].answer) return;

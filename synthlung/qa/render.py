@@ -30,7 +30,7 @@ _AXES = {"axial": ((-1.0, 0.0, 0.0), (0.0, -1.0, 0.0)),
 
 def plane_points(centre_mm: Any, plane: str, fov_mm: float, pixel_mm: float) -> np.ndarray:
     """World points (mm), shape (n, n, 3), of the pixels of one view; row 0 is the top."""
-    n = int(round(fov_mm / pixel_mm))
+    n = round(fov_mm / pixel_mm)
     t = (np.arange(n) - (n - 1) / 2.0) * pixel_mm
     cols, rows = (np.asarray(a) for a in _AXES[plane])
     return np.asarray(centre_mm, dtype=np.float64) + t[:, None, None] * rows + t[None, :, None] * cols

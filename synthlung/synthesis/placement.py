@@ -3,8 +3,6 @@
 A placement is accepted when
 
 * at least ``min_inside_fraction`` of the morphed tumor's voxels lie inside the lung,
-* the tumor, grown by ``separation_mm``, touches no tumor already there (the host's
-  own or one placed earlier in the same case),
 * no tumor voxel lies more than ``max_outside_mm`` outside the lung (nothing runs
   past the pleura into the chest wall; the margin is the partial-volume edge),
 * the tumor, grown by ``separation_mm``, touches no tumor already there (the host's
@@ -15,16 +13,17 @@ Seeds that touched the pleura in their own scan (contact fraction at least
 ``contact_min_fraction``, :mod:`synthlung.seeds.contact`) go **against the
 pleura**: a site is drawn on the host's lung surface where the outward normal
 (minus the gradient of the distance to the lung boundary) is within 60 degrees
-(cosine ``contact_alignment``) of the seed's own contact normal (so a tumour
-from the chest wall goes to a chest wall, one from the diaphragm to a lung base), the seed is rotated so
-that its contact normal points along the host's (:func:`rotation_aligning`, a
-random twist about it), and pressed onto the pleura
-(:func:`place_against_pleura`): what would lie beyond the lung, at most
-``pleural_clip_fraction`` of the tumour, is cut off where the host's wall is
-(soft tissue above ``wall_hu``), so it flattens against the chest wall as real
-juxtapleural tumours do and never runs into it. The place is kept when the tumour's contact measured in the host is at
-least ``contact_keep`` of the seed's own (and ``contact_min_fraction``), facing
-within 60 degrees of the site's normal. Free seeds go into parenchyma, at least one radius deep; a share
+(cosine ``contact_alignment``) of the seed's own contact normal, so that a
+tumour from the chest wall goes to a chest wall and one from the diaphragm to a
+lung base; the seed is rotated so that its contact normal points along the
+host's (:func:`rotation_aligning`, a random twist about it) and pressed onto
+the pleura (:func:`place_against_pleura`): what would lie beyond the lung, at
+most ``pleural_clip_fraction`` of the tumour, is cut off where the host's wall
+begins (soft tissue above ``wall_hu``), so it flattens against the wall as real
+juxtapleural tumours do and never runs into it. The place is kept when the
+tumour's contact measured in the host is at least ``contact_keep`` of the
+seed's own (and ``contact_min_fraction``), facing within 60 degrees of the
+site's normal. Free seeds go into parenchyma, at least one radius deep; a share
 ``juxtapleural_probability`` of them is taken 0.6-1 radius deep instead.
 Every loop is bounded: a tumor that does not fit in ``max_tries`` draws is
 reported, never retried forever.
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_module
+from ..backend import array_module, asnumpy
 from ..morphology import dilate_mm, ndimage_for
 
 JUXTA_MIN_DEPTH = 0.6
@@ -189,7 +188,6 @@ def outward_normal(distance_mm: Any, voxel: tuple[int, int, int], affine: np.nda
                    reach: int = 2) -> np.ndarray | None:
     """Unit outward lung normal (world RAS) at ``voxel``: minus the mean gradient of the distance map
     over the ``2 reach + 1`` voxel cube around it; None where the gradient vanishes."""
-    from ..backend import asnumpy
     lo = [max(int(v) - reach - 1, 0) for v in voxel]
     hi = [min(int(v) + reach + 2, n) for v, n in zip(voxel, distance_mm.shape)]
     cube = asnumpy(distance_mm[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]).astype(np.float64)
@@ -237,7 +235,6 @@ def place_against_pleura(mask: Any, centre_in_box: tuple[int, int, int], site: t
     lung is left between tumor and wall; never the wall itself. Returns the
     placement and the box mask of what may stay, or None.
     """
-    from ..backend import asnumpy
     lin = np.asarray(affine, dtype=np.float64)[:3, :3]
     ijk = np.argwhere(asnumpy(mask)) - np.asarray(centre_in_box)
     height = float((ijk @ lin.T @ normal).max())  # mm from the centre to the face, along the normal
@@ -250,7 +247,8 @@ def place_against_pleura(mask: Any, centre_in_box: tuple[int, int, int], site: t
         if offset is None or 1.0 - inside > rules.pleural_clip_fraction:
             continue
         region = box_slices(offset, mask.shape)
-        keep = lungs[region] | (dilate_mm(lungs[region], rules.max_outside_mm, spacing_mm) & (hu[region] < rules.wall_hu))
+        lung = lungs[region]
+        keep = lung | (dilate_mm(lung, rules.max_outside_mm, spacing_mm) & (hu[region] < rules.wall_hu))
         kept = float((mask & keep).sum()) / max(float(mask.sum()), 1.0)
         return Placement(offset, centre, True, inside / max(kept, 1e-9), tries,
                          tuple(float(v) for v in normal)), keep
