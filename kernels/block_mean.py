@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from synthlung.backend import array_module, cuda_module
+from synthlung.backend import cuda_module
 from synthlung.errors import InputError
 
 from .layout import inverse, memory_view

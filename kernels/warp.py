@@ -48,6 +48,7 @@ import numpy as np
 from numba import njit, prange
 
 from synthlung.backend import cuda_module
+from synthlung.errors import InputError
 
 __all__ = ["cpu", "cuda", "reference", "control_shape_for", "bspline_basis"]
 
@@ -138,26 +139,26 @@ def _prepare(xp, image, soft, matrix, out_shape, control, control_origin, contro
     image = xp.ascontiguousarray(xp.asarray(image, dtype=xp.float32))
     soft = xp.ascontiguousarray(xp.asarray(soft, dtype=xp.float32))
     if image.ndim != 3 or image.shape != soft.shape:
-        raise ValueError(f"image and soft mask must be 3-D of one shape, got {image.shape} and {soft.shape}")
+        raise InputError(f"warp: image and soft mask must be 3-D of one shape, got {image.shape} and {soft.shape}")
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape == (4, 4):
         m = m[:3]
     if m.shape != (3, 4):
-        raise ValueError(f"matrix must be 3x4 (or 4x4), got shape {m.shape}")
+        raise InputError(f"warp: matrix must be 3x4 (or 4x4), got shape {m.shape}")
     out_shape = tuple(int(n) for n in out_shape)
     if len(out_shape) != 3 or min(out_shape) < 1:
-        raise ValueError(f"out_shape must be three positive sizes, got {out_shape}")
+        raise InputError(f"warp: out_shape must be three positive sizes, got {out_shape}")
     elastic = control is not None
     if elastic:
         control = xp.ascontiguousarray(xp.asarray(control, dtype=xp.float32))
         if control.ndim != 4 or control.shape[0] != 3 or min(control.shape) < 1:
-            raise ValueError(f"control must have shape (3, cx, cy, cz), got {control.shape}")
+            raise InputError(f"warp: control must have shape (3, cx, cy, cz), got {control.shape}")
     else:
         control = xp.zeros((3, 1, 1, 1), dtype=xp.float32)
     origin = tuple(float(v) for v in control_origin)
     spacing = tuple(float(v) for v in control_spacing)
     if min(spacing) <= 0:
-        raise ValueError(f"control_spacing must be positive (output voxels), got {spacing}")
+        raise InputError(f"warp: control_spacing must be positive (output voxels), got {spacing}")
     return image, soft, m, out_shape, control, elastic, origin, spacing
 
 

@@ -41,3 +41,19 @@ def record_launches(monkeypatch, module) -> list[Launch]:
 def _is_device(obj) -> bool:
     # simulator kernels carry ``_device``; compiled dispatchers keep it in their target options
     return bool(getattr(obj, "_device", False) or getattr(obj, "targetoptions", {}).get("device", False))
+
+
+def on_device(*arrays):
+    """The arrays as CuPy arrays when a GPU is present (the CUDA kernels refuse NumPy there), else as given."""
+    from synthlung.backend import cupy_gpu_available
+    if not cupy_gpu_available():
+        return arrays if len(arrays) > 1 else arrays[0]
+    import cupy
+    out = tuple(cupy.asarray(a) for a in arrays)
+    return out if len(out) > 1 else out[0]
+
+
+def on_host(x):
+    """A NumPy copy of ``x`` (results of the CUDA kernels, or tuples of them)."""
+    from synthlung.backend import asnumpy
+    return tuple(on_host(v) for v in x) if isinstance(x, tuple) else asnumpy(x)

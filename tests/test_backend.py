@@ -112,3 +112,16 @@ def test_backend_cuda_on_numpy_copies_once_per_call(monkeypatch):
     out = backend.dispatch(module, np.ones(3), "cuda")(np.ones(3), np.zeros(3), 2)
     assert seen == [(Device, Device)] and copies == {"to": 2, "back": 2}
     assert all(isinstance(o, np.ndarray) for o in out) and out[0].tolist() == [2.0] * 3
+
+
+@pytest.mark.gpu
+def test_backend_cuda_on_numpy_runs_on_the_gpu_and_returns_numpy():
+    import synthlung
+
+    mask = np.random.default_rng(0).random((20, 30, 40)) < 0.4
+    labels, n = synthlung.label(mask, backend="cuda")
+    want, want_n = synthlung.label(mask)
+    assert isinstance(labels, np.ndarray) and n == want_n and np.array_equal(labels, want)
+    stats = synthlung.component_stats(labels, n, backend="cuda")
+    assert isinstance(stats.counts, np.ndarray)
+    np.testing.assert_array_equal(stats.counts, synthlung.component_stats(labels, n).counts)

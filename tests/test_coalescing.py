@@ -15,7 +15,7 @@ import pytest
 from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _ccl_stats_cuda, _lung_refine_cuda, blend,
                                block_mean, ccl_stats, lung_refine, warp)
 
-from _launches import record_launches
+from _launches import on_device, on_host, record_launches
 
 ORDERS = ["C", "F"]
 
@@ -44,7 +44,7 @@ def test_block_mean(monkeypatch, order):
     x = _volume(order)
     log = record_launches(monkeypatch, _block_mean_cuda)
     want = block_mean.reference(x, (3, 2, 4))
-    np.testing.assert_allclose(block_mean.cuda(x, (3, 2, 4)), want, atol=1e-3)
+    np.testing.assert_allclose(on_host(block_mean.cuda(on_device(x), (3, 2, 4))), want, atol=1e-3)
     _assert_coalesced(log, 3)
     out = block_mean.cpu(x, (3, 2, 4))
     np.testing.assert_allclose(out, want, atol=1e-3)
@@ -61,7 +61,7 @@ def test_lung_refine(monkeypatch, order):
     core = (rng.random(coarse) < 0.5).astype(np.uint8)
     log = record_launches(monkeypatch, _lung_refine_cuda)
     want = lung_refine.reference(x, labels, core, f, -400.5)
-    assert np.array_equal(lung_refine.cuda(x, labels, core, f, -400.5), want)
+    assert np.array_equal(on_host(lung_refine.cuda(*on_device(x, labels, core), f, -400.5)), want)
     _assert_coalesced(log, 3)
     out = lung_refine.cpu(x, labels, core, f, -400.5)
     assert np.array_equal(out, want) and out.flags.f_contiguous == (order == "F")
@@ -73,7 +73,7 @@ def test_component_stats(monkeypatch, order):
     labels[labels < 0] += 4
     log = record_launches(monkeypatch, _ccl_stats_cuda)
     want = ccl_stats.reference(labels, 3)
-    for got in (ccl_stats.cuda(labels, 3), ccl_stats.cpu(labels, 3)):
+    for got in (on_host(ccl_stats.cuda(on_device(labels), 3)), ccl_stats.cpu(labels, 3)):
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-12)
     _assert_coalesced(log, 3)
@@ -95,7 +95,7 @@ def test_warp(monkeypatch):
 
     monkeypatch.setattr(warp, "_cuda_kernel", lambda: Recorded())
     m = np.array([[0.9, 0.1, 0, 0.3], [0, 1.1, 0, -0.2], [0.05, 0, 1, 0.1]])
-    got = warp.cuda(image, soft, m, (6, 7, 5))
+    got = on_host(warp.cuda(*on_device(image, soft), m, (6, 7, 5)))
     want = warp.cpu(image, soft, m, (6, 7, 5))
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=1e-4)
@@ -108,8 +108,9 @@ def test_blend_launches_walk_c_order(monkeypatch):
     host = np.asfortranarray(rng.normal(-800, 30, (7, 6, 6)).astype(np.float32))
     solve = np.zeros(host.shape, bool)
     solve[2:-2, 2:-2, 2:-2] = True
-    blend.cuda.poisson(host, solve, host + 100, host, (1.0, 1.0, 1.0), max_iter=1)
-    blend.cuda.alpha(host, host + 100, np.full(host.shape, 0.5, np.float32), -1024, 3071)
+    d_host, d_solve, d_seed, d_w = on_device(host, solve, host + 100, np.full(host.shape, 0.5, np.float32))
+    blend.cuda.poisson(d_host, d_solve, d_seed, d_host, (1.0, 1.0, 1.0), max_iter=1)
+    blend.cuda.alpha(d_host, d_seed, d_w, -1024, 3071)
     for launch in log:
         for a in _arrays(launch.args):
             assert a.ndim == 1 or a.flags.c_contiguous or a.shape[0] == 1, (launch.name, a.shape)

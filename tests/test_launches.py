@@ -17,7 +17,7 @@ from synthlung.kernels import _blend_cuda
 from synthlung.kernels import blend as K
 from synthlung.kernels.multigrid import hierarchy
 
-from _launches import record_launches
+from _launches import on_device, on_host, record_launches
 
 BOX_13MM = ((26, 28, 30), (1.5, 1.5, 1.5))
 
@@ -64,7 +64,8 @@ def test_13mm_box_within_80_launches_and_one_copy_per_iteration(monkeypatch):
     log = record_launches(monkeypatch, _blend_cuda)
     reads = _count_host_reads(monkeypatch)
     fixed, solve, seed, host = _case(shape)
-    out, it, rel = K.cuda.poisson(fixed, solve, seed, host, spacing, True, tol=0.0, max_iter=4)
+    out, it, rel = K.cuda.poisson(*on_device(fixed, solve, seed, host), spacing, True, tol=0.0, max_iter=4)
+    out = on_host(out)
     assert it == 4
     names = [launch.name for launch in log]
     assert len(names) <= 80, f"{len(names)} launches"
@@ -84,9 +85,26 @@ def test_cuda_iterates_follow_cpu(monkeypatch, tail_max):
     shape, spacing = (8, 7, 7), (1.0, 1.2, 0.9)
     fixed, solve, seed, host = _case(shape, seed=3)
     assert len(hierarchy(shape, spacing)) == 2
-    out, it, rel = K.cuda.poisson(fixed, solve, seed, host, spacing, True, tol=1e-12, max_iter=2)
+    out, it, rel = K.cuda.poisson(*on_device(fixed, solve, seed, host), spacing, True, tol=1e-12, max_iter=2)
+    out = on_host(out)
     ref, it_ref, rel_ref = K.cpu.poisson(fixed, solve, seed, host, spacing, True, tol=1e-12, max_iter=2)
     assert it == it_ref == 2
     assert abs(rel - rel_ref) <= 1e-3 * rel_ref
     np.testing.assert_allclose(out, ref, atol=2e-3)
     assert np.array_equal(out[~solve], fixed[~solve])  # held voxels exactly
+
+
+@pytest.mark.gpu
+def test_13mm_box_launches_on_the_gpu(monkeypatch):
+    """The real box on a GPU: the same count, and the CPU's result."""
+    import cupy
+
+    log = record_launches(monkeypatch, _blend_cuda)
+    reads = _count_host_reads(monkeypatch)
+    fixed, solve, seed, host = _case(BOX_13MM[0])
+    out, it, rel = K.cuda.poisson(*(cupy.asarray(a) for a in (fixed, solve, seed, host)), BOX_13MM[1], True,
+                                  tol=0.0, max_iter=4)
+    assert it == 4 and len(log) == 37 and reads == [2] + [1] * it
+    ref, _, rel_ref = K.cpu.poisson(fixed, solve, seed, host, BOX_13MM[1], True, tol=0.0, max_iter=4)
+    assert abs(rel - rel_ref) <= 1e-3 * rel_ref
+    np.testing.assert_allclose(out.get(), ref, atol=2e-3)
