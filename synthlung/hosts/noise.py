@@ -121,16 +121,6 @@ def detrended(image: Any, mask: Any, sigma_vox: float = DETREND_VOX) -> Any:
     return (img - mean) * m
 
 
-def detrended_std_hu(image: Any, mask: Any, sigma_vox: float = DETREND_VOX) -> float:
-    """Noise std (HU) inside ``mask``: RMS of :func:`detrended` there (0 for an empty mask)."""
-    xp = array_module(image)
-    n = int(mask.sum())
-    if n == 0:
-        return 0.0
-    x = detrended(image, mask, sigma_vox)
-    return float(xp.sqrt((x * x).sum() / n))
-
-
 def _lags(a: Any, lag: int) -> Any:
     """The lags -lag..lag of a circular correlation array, per axis (centre at index ``lag``)."""
     xp = array_module(a)

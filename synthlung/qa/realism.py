@@ -31,7 +31,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..components import label
-from ..hosts.noise import NoiseSpectrum, measure_spectrum, soft_tissue_mask
+from ..hosts.noise import NoiseSpectrum, detrended, measure_spectrum, soft_tissue_mask
 from ..morphology import distance_mm, signed_distance_mm
 
 NOISE_SIGMA_VOX = 1.5
@@ -101,14 +101,11 @@ def deep_core(mask: np.ndarray, spacing_mm: tuple[float, float, float], depth_mm
     return deep if deep.any() else core
 
 
-def highpass_noise_hu(image: np.ndarray, mask: np.ndarray, region: np.ndarray | None = None,
-                      sigma_vox: float = NOISE_SIGMA_VOX) -> float:
-    """Std (HU) over ``region`` (default ``mask``) of the image minus its Gaussian mean within ``mask``."""
-    m = np.asarray(mask, dtype=np.float32)
-    img = np.asarray(image, dtype=np.float32)
-    mean = ndi.gaussian_filter(img * m, sigma_vox) / np.maximum(ndi.gaussian_filter(m, sigma_vox), 1e-6)
-    region = m > 0 if region is None else np.asarray(region, dtype=bool)
-    return float(np.std((img - mean)[region]))
+def highpass_noise_hu(image: np.ndarray, mask: np.ndarray, sigma_vox: float = NOISE_SIGMA_VOX) -> float:
+    """Std (HU) over ``mask`` of the image minus its Gaussian mean within ``mask``
+    (:func:`synthlung.hosts.noise.detrended`)."""
+    mask = np.asarray(mask, dtype=bool)
+    return float(np.std(detrended(np.asarray(image), mask, sigma_vox)[mask]))
 
 
 def tumor_noise_hu(image: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float, float, float]) -> float:
