@@ -50,7 +50,7 @@ from numba import njit, prange
 from synthlung.backend import cuda_module
 from synthlung.errors import InputError
 
-__all__ = ["cpu", "cuda", "reference", "control_shape_for", "bspline_basis"]
+__all__ = ["cpu", "cuda", "reference", "control_shape_for", "bspline_basis", "inverse_jacobian_mean"]
 
 
 # ---------------------------------------------------------------- shared scalar code
@@ -395,6 +395,90 @@ def bspline_basis(u: np.ndarray, ncontrol: int, derivative: bool = False) -> np.
     if derivative:
         return np.sign(diff) * np.where(r < 1, (-12 * r + 9 * r ** 2) / 6, np.where(r < 2, -(2 - r) ** 2 / 2, 0.0))
     return np.where(r < 1, (4 - 6 * r ** 2 + 3 * r ** 3) / 6, np.where(r < 2, (2 - r) ** 3 / 6, 0.0))
+
+
+
+@njit(cache=True)
+def _contract(t, basis):
+    """``out[..., k] = sum_c t[..., c] * basis[k, c]`` over the last axis of a 4-D array."""
+    d0, d1, d2, nc = t.shape
+    out = np.zeros((d0, d1, d2, basis.shape[0]))
+    for a in range(d0):
+        for b in range(d1):
+            for c in range(d2):
+                for k in range(basis.shape[0]):
+                    acc = 0.0
+                    for q in range(nc):
+                        acc += t[a, b, c, q] * basis[k, q]
+                    out[a, b, c, k] = acc
+    return out
+
+
+@njit(cache=True)
+def inverse_jacobian_mean(control, vals_x, vals_y, vals_z, ders_x, ders_y, ders_z, lattice_inv,
+                          to_mask, mask):
+    """Mask-weighted mean of ``1 / det(I + grad D)`` over a K^3 tensor grid of points (host-side,
+    float64; both backends' ``morph`` call it on NumPy control grids).
+
+    ``control``: (3, nx, ny, nz) displacements (mm); ``vals_a`` / ``ders_a``: (K, n_a)
+    B-spline weights and their derivatives (per lattice voxel) at the points' control-grid
+    coordinates along axis a; ``lattice_inv``: 3x3, world mm -> lattice voxel, so that
+    ``J = I + G @ lattice_inv`` with ``G[c, a] = dD_c / d(lattice voxel a)``.
+    ``to_mask``: 3x4, point index (i, j, k) -> voxel of ``mask`` (float32), sampled
+    trilinearly, 0 outside ``[0, n - 1]`` (``map_coordinates(order=1, mode='constant')``).
+    The field separates: one contraction per axis, no per-point sum over control points.
+    """
+    kx, ky, kz = vals_x.shape[0], vals_y.shape[0], vals_z.shape[0]
+    # z first, then y, then x; g[a] holds dD/d(axis a) as (3, kx, ky, kz)
+    tz_v = _contract(control, vals_z)  # (3, nx, ny, kz)
+    tz_d = _contract(control, ders_z)
+    vv = _contract(np.ascontiguousarray(tz_v.transpose(0, 1, 3, 2)), vals_y)  # (3, nx, kz, ky)
+    dv = _contract(np.ascontiguousarray(tz_v.transpose(0, 1, 3, 2)), ders_y)
+    vd = _contract(np.ascontiguousarray(tz_d.transpose(0, 1, 3, 2)), vals_y)
+    gx = _contract(np.ascontiguousarray(vv.transpose(0, 2, 3, 1)), ders_x)  # (3, kz, ky, kx)
+    gy = _contract(np.ascontiguousarray(dv.transpose(0, 2, 3, 1)), vals_x)
+    gz = _contract(np.ascontiguousarray(vd.transpose(0, 2, 3, 1)), vals_x)
+    mx, my, mz = mask.shape
+    total, norm = 0.0, 0.0
+    jac = np.empty((3, 3))
+    for i in range(kx):
+        for j in range(ky):
+            for k in range(kz):
+                p = np.empty(3)
+                inside = True
+                for d in range(3):
+                    p[d] = to_mask[d, 0] * i + to_mask[d, 1] * j + to_mask[d, 2] * k + to_mask[d, 3]
+                    if not (0.0 <= p[d] <= mask.shape[d] - 1):
+                        inside = False
+                if not inside:
+                    continue
+                x0 = min(int(p[0]), max(mx - 2, 0))
+                y0 = min(int(p[1]), max(my - 2, 0))
+                z0 = min(int(p[2]), max(mz - 2, 0))
+                fx, fy, fz = p[0] - x0, p[1] - y0, p[2] - z0
+                w = 0.0
+                for a in range(2):
+                    for b in range(2):
+                        for c in range(2):
+                            wa = fx if a else 1.0 - fx
+                            wb = fy if b else 1.0 - fy
+                            wc = fz if c else 1.0 - fz
+                            weight = wa * wb * wc
+                            if weight != 0.0:
+                                w += weight * mask[x0 + a, y0 + b, z0 + c]
+                if w == 0.0:
+                    continue
+                for c in range(3):
+                    g0, g1, g2 = gx[c, k, j, i], gy[c, k, j, i], gz[c, k, j, i]
+                    for e in range(3):
+                        jac[c, e] = (1.0 if c == e else 0.0) + g0 * lattice_inv[0, e] \
+                            + g1 * lattice_inv[1, e] + g2 * lattice_inv[2, e]
+                det = (jac[0, 0] * (jac[1, 1] * jac[2, 2] - jac[1, 2] * jac[2, 1])
+                       - jac[0, 1] * (jac[1, 0] * jac[2, 2] - jac[1, 2] * jac[2, 0])
+                       + jac[0, 2] * (jac[1, 0] * jac[2, 1] - jac[1, 1] * jac[2, 0]))
+                total += w / det
+                norm += w
+    return total / norm
 
 
 def reference(image, soft, matrix, out_shape, control=None, control_origin=(0.0, 0.0, 0.0),
