@@ -78,6 +78,11 @@ def bounding_box(mask: Any, pad: tuple[int, int, int] = (0, 0, 0)) -> tuple[slic
     return tuple(box)
 
 
+def grown(box: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """``box`` (slices with start and stop) grown by ``pad`` voxels on every side, clipped to ``shape``."""
+    return tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(box, shape))
+
+
 def dilate_mm(mask: Any, radius_mm: float, spacing_mm: tuple[float, float, float]) -> Any:
     """Dilation by a ball of ``radius_mm``; the transform runs on the padded bounding box only."""
     mask = mask.astype(bool)

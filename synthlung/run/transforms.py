@@ -459,8 +459,9 @@ class RandInsertTumors(RandomizableTransform):
         else:
             given, label_channel = _view3d(label, "label")
             out_label, target = xp.array(given, copy=True, order="K"), label
-        for box in _tumor_boxes(record):  # only the inserted tumours' boxes change
-            xp.copyto(out_label[box], TUMOR_CLASS, where=instances[box] > 0)
+        if label is not None or window is not None:  # else synthesize's label map is the output
+            for box in _tumor_boxes(record):  # only the inserted tumours' boxes change
+                xp.copyto(out_label[box], TUMOR_CLASS, where=instances[box] > 0)
         return Inserted(out_image, _restore(out_label, target, label_channel),
                         _restore(instances, image, channel), {"applied": True, **record})
 

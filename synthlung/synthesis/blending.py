@@ -43,7 +43,7 @@ from ..backend import array_module, resolve_backend
 from ..errors import InputError
 from ..hosts.noise import NoiseSpectrum
 from ..kernels import blend as _kernel
-from ..morphology import bounding_box, distance_mm, ndimage_for
+from ..morphology import bounding_box, distance_mm, grown, ndimage_for
 from .texture import add_host_noise, continue_vessels, denoise_seed
 
 METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
@@ -107,11 +107,12 @@ def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha
     seed = seed_box.astype(xp.float32)
     soft = xp.clip(soft_mask_box.astype(xp.float32), 0.0, 1.0)
     tumour = soft >= 0.5
+    inside = bounding_box(tumour)  # None: no tumour voxel
     iterations, residual, kept = 0, 0.0, 0.0
-    if texture is not None and bool(tumour.any()):  # on the tumour's box: a few % of a seed's box
-        near = bounding_box(tumour, pad=(1, 1, 1))
+    if texture is not None and inside is not None:  # on the tumour's box: a few % of a seed's box
+        near = grown(inside, 1, tumour.shape)
         seed[near], kept = denoise_seed(seed[near], tumour[near], spacing_mm)
-    if not bool(tumour.any()) and method != "alpha":
+    if inside is None and method != "alpha":
         return BlendResult(image=xp.clip(host, lo, hi), region=xp.zeros(host.shape, bool))
 
     if method in ("alpha", "replace"):
@@ -119,7 +120,7 @@ def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha
             weight = tumour.astype(xp.float32)
         else:
             weight = _steepened(soft, soft_gain)
-            if feather_mm > 0 and bool(tumour.any()):
+            if feather_mm > 0 and inside is not None:
                 ramp = 1.0 - distance_mm(~tumour, spacing_mm) / float(feather_mm)
                 weight = xp.maximum(weight, xp.clip(ramp, 0.0, 1.0).astype(xp.float32))
         image = impl.alpha(host, seed, weight, lo, hi)
@@ -149,8 +150,8 @@ def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha
     if texture is not None and blended is not None:
         image[blended], added = add_host_noise(image[blended], weight[blended], tumour[blended], spacing_mm,
                                                texture, kept, rng)
-    if vessel_hu is not None and bool(tumour.any()):
-        near = bounding_box(tumour, pad=(3, 3, 3))  # vessels are seen just outside the tumour
+    if vessel_hu is not None and inside is not None:
+        near = grown(inside, 3, tumour.shape)  # vessels are seen just outside the tumour
         image[near], vessels = continue_vessels(image[near], host[near], tumour[near], spacing_mm,
                                                 vessel_hu, vessel_shell_mm)
     if texture is not None or vessels:
