@@ -231,15 +231,17 @@ def correlated_noise(shape: tuple[int, int, int], spacing_mm: tuple[float, float
     plane = [a for a in range(3) if a != axis]
     f = [xp.fft.fftfreq(int(n), float(s)).astype(xp.float32) for n, s in zip(shape[:2], spacing_mm[:2])]
     f.append(xp.fft.rfftfreq(int(shape[2]), float(spacing_mm[2])).astype(xp.float32))
-    grid = xp.meshgrid(*f, indexing="ij")
     table = xp.asarray(np.asarray(spectrum.nps, dtype=np.float32))
     fr, fz = spectrum.f_inplane, spectrum.f_axial
     step_r = fr[1] - fr[0] if len(fr) > 1 else 1.0
     step_z = fz[1] - fz[0] if len(fz) > 1 else 1.0
-    r0, r1, wr = _interp(xp, len(fr), step_r, xp.hypot(grid[plane[0]], grid[plane[1]]))
-    z0, z1, wz = _interp(xp, len(fz), step_z, xp.abs(grid[axis]))
-    power = ((1 - wr) * ((1 - wz) * table[r0, z0] + wz * table[r0, z1])
-             + wr * ((1 - wz) * table[r1, z0] + wz * table[r1, z1]))
+    # bilinear in (in-plane radius, |axial|): the table is first interpolated at the box's
+    # axial frequencies, then at each in-plane radius, and spread over the box
+    r0, r1, wr = _interp(xp, len(fr), step_r, xp.hypot(f[plane[0]][:, None], f[plane[1]][None, :]))
+    z0, z1, wz = _interp(xp, len(fz), step_z, xp.abs(f[axis]))
+    along = (1 - wz) * table[:, z0] + wz * table[:, z1]  # (radii, axial frequencies)
+    power = xp.moveaxis((1 - wr)[..., None] * along[r0] + wr[..., None] * along[r1], (0, 1, 2),
+                        (plane[0], plane[1], axis))
     # the half spectrum stands for the whole: interior columns twice (Parseval), for unit std
     twice = np.full(len(f[2]), 2.0, np.float32)
     twice[0] = 1.0
