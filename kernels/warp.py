@@ -390,13 +390,10 @@ def cuda(image: Any, soft: Any, matrix: Any, out_shape: tuple[int, int, int],
 def bspline_basis(u: np.ndarray, ncontrol: int, derivative: bool = False) -> np.ndarray:
     """(len(u), ncontrol) float64 cubic B-spline weights of control points 0..ncontrol-1 at grid
     coordinates ``u`` (or their derivatives d/du), evaluated directly from ``r = |u - c|``."""
-    diff = np.asarray(u, dtype=np.float64)[:, None] - np.arange(ncontrol)[None, :]
-    r = np.abs(diff)
-    if derivative:
-        return np.sign(diff) * np.where(r < 1, (-12 * r + 9 * r ** 2) / 6, np.where(r < 2, -(2 - r) ** 2 / 2, 0.0))
-    return np.where(r < 1, (4 - 6 * r ** 2 + 3 * r ** 3) / 6, np.where(r < 2, (2 - r) ** 3 / 6, 0.0))
+    return _basis_nb(np.ascontiguousarray(u, dtype=np.float64).ravel(), int(ncontrol), bool(derivative))
 
 
+# ---------------------------------------------------------------- elastic volume change (host-side, compiled)
 
 @njit(cache=True)
 def _contract(t, basis):
@@ -415,20 +412,48 @@ def _contract(t, basis):
 
 
 @njit(cache=True)
-def inverse_jacobian_mean(control, vals_x, vals_y, vals_z, ders_x, ders_y, ders_z, lattice_inv,
-                          to_mask, mask):
+def _basis_nb(u, ncontrol, derivative):
+    """(len(u), ncontrol) cubic B-spline weights (or d/du) of control points 0..ncontrol-1 at ``u``."""
+    out = np.zeros((u.shape[0], ncontrol))
+    for p in range(u.shape[0]):
+        for c in range(ncontrol):
+            diff = u[p] - c
+            r = abs(diff)
+            if derivative:
+                if r < 1:
+                    v = (-12 * r + 9 * r * r) / 6
+                elif r < 2:
+                    v = -(2 - r) ** 2 / 2
+                else:
+                    v = 0.0
+                out[p, c] = np.sign(diff) * v
+            elif r < 1:
+                out[p, c] = (4 - 6 * r * r + 3 * r ** 3) / 6
+            elif r < 2:
+                out[p, c] = (2 - r) ** 3 / 6
+    return out
+
+
+@njit(cache=True)
+def inverse_jacobian_mean(control, axes, step, lattice_inv, to_mask, mask):
     """Mask-weighted mean of ``1 / det(I + grad D)`` over a K^3 tensor grid of points (host-side,
     float64; both backends' ``morph`` call it on NumPy control grids).
 
-    ``control``: (3, nx, ny, nz) displacements (mm); ``vals_a`` / ``ders_a``: (K, n_a)
-    B-spline weights and their derivatives (per lattice voxel) at the points' control-grid
-    coordinates along axis a; ``lattice_inv``: 3x3, world mm -> lattice voxel, so that
-    ``J = I + G @ lattice_inv`` with ``G[c, a] = dD_c / d(lattice voxel a)``.
+    ``control``: (3, nx, ny, nz) displacements (mm); ``axes``: (3, K) the points'
+    control-grid coordinates along each axis (the grid is their tensor product);
+    ``step``: control spacing in lattice voxels per axis; ``lattice_inv``: 3x3, world
+    mm -> lattice voxel, so that ``J = I + G @ lattice_inv`` with
+    ``G[c, a] = dD_c / d(lattice voxel a)``.
     ``to_mask``: 3x4, point index (i, j, k) -> voxel of ``mask`` (float32), sampled
     trilinearly, 0 outside ``[0, n - 1]`` (``map_coordinates(order=1, mode='constant')``).
     The field separates: one contraction per axis, no per-point sum over control points.
     """
-    kx, ky, kz = vals_x.shape[0], vals_y.shape[0], vals_z.shape[0]
+    n = control.shape[1:]
+    vals_x, vals_y, vals_z = (_basis_nb(axes[0], n[0], False), _basis_nb(axes[1], n[1], False),
+                              _basis_nb(axes[2], n[2], False))
+    ders_x, ders_y, ders_z = (_basis_nb(axes[0], n[0], True) / step[0], _basis_nb(axes[1], n[1], True) / step[1],
+                              _basis_nb(axes[2], n[2], True) / step[2])
+    kx = ky = kz = axes.shape[1]
     # z first, then y, then x; g[a] holds dD/d(axis a) as (3, kx, ky, kz)
     tz_v = _contract(control, vals_z)  # (3, nx, ny, kz)
     tz_d = _contract(control, ders_z)
@@ -480,6 +505,8 @@ def inverse_jacobian_mean(control, vals_x, vals_y, vals_z, ders_x, ders_y, ders_
                 norm += w
     return total / norm
 
+
+# ---------------------------------------------------------------- the oracle
 
 def reference(image, soft, matrix, out_shape, control=None, control_origin=(0.0, 0.0, 0.0),
               control_spacing=(1.0, 1.0, 1.0), fill_image=0.0, fill_soft=0.0, hu_scale=1.0,
