@@ -245,3 +245,44 @@ def test_alpha_soft_gain_steepens_the_weight_about_one_half():
     assert (steep[soft >= 0.75] == 40.0).all() and (steep[soft <= 0.25] == -850.0).all()
     with pytest.raises(InputError, match="soft_gain"):
         blend(host, seed, soft, "alpha", soft_gain=0.0)
+
+
+@pytest.mark.parametrize("method,feather", [("alpha", 0.0), ("alpha", 6.0), ("replace", 0.0)])
+def test_insert_blends_the_soft_masks_box_with_the_bytes_of_the_whole_box(method, feather):
+    """insert() blends only :func:`blending_box` of a morphed box (a seed crop's context is most
+    of it); with texture noise, vessels and a feather ramp the result is byte-identical to
+    blending the whole box."""
+    from synthlung.hosts.noise import measure_spectrum
+    from synthlung.synthesis.insertion import blending_box, insert
+    from synthlung.synthesis.morphing import MorphedSeed
+    from synthlung.volume import Volume
+    rng = np.random.default_rng(11)
+    shape, spacing = (34, 30, 28), (1.2, 1.0, 1.5)
+    host = (-850 + 25 * ndi.gaussian_filter(rng.standard_normal(shape), 0.8) / 0.16).astype(np.int16)
+    host[15:18, 13:16, :] = 250  # a vessel through the tumour
+    spec = measure_spectrum(host.astype(np.float32), np.ones(shape, bool), spacing, 2)
+    soft = ndi.gaussian_filter(_ball(shape, 6.0).astype(np.float32), 1.0)
+    soft[soft < 0.02] = 0.0
+    seed = np.where(soft >= 0.5, 35.0, -700.0).astype(np.float32) + rng.normal(0, 4, shape).astype(np.float32)
+    eye = np.diag([*spacing, 1.0])
+    morphed = MorphedSeed(image=Volume(seed, eye), soft_mask=Volume(soft, eye),
+                          mask=Volume((soft >= 0.5).astype(np.uint8), eye), centre_world=(0.0, 0.0, 0.0),
+                          lattice_offset=(0, 0, 0), record={})
+    inner = blending_box(soft, method, spacing, feather)
+    part = np.prod([len(range(*s.indices(n))) for s, n in zip(inner, shape)])
+    assert part < 0.7 * soft.size if feather == 0 else part == soft.size  # the ramp widens it
+    big = np.full((50, 44, 40), -900, np.int16)
+    offset = (7, 5, 6)
+    box = tuple(slice(o, o + n) for o, n in zip(offset, shape))
+    big[box] = host
+    image, label, inst = big.copy(), np.zeros(big.shape, np.uint8), np.zeros(big.shape, np.uint16)
+    insert(image, label, inst, morphed, offset, 1, spacing, method=method, rng=np.random.default_rng(3),
+           texture=spec, feather_mm=feather)
+    whole = blend(host.astype(np.float32), seed, soft, method=method, spacing_mm=spacing, feather_mm=feather,
+                  texture=spec, rng=np.random.default_rng(3))
+    want = big.copy()
+    want[box] = np.where(whole.region, np.clip(np.rint(whole.image), -1024, 3071).astype(np.int16), host)
+    assert whole.vessel_voxels > 0
+    assert np.array_equal(image, want)
+    assert np.array_equal(label[box], (soft >= 0.5).astype(np.uint8)) and label.sum() == (soft >= 0.5).sum()
+    assert np.array_equal(inst > 0, label > 0)

@@ -48,6 +48,9 @@ from .texture import add_host_noise, continue_vessels, denoise_seed
 
 METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
 
+VESSEL_REACH_VOXELS = 3
+"""Voxels beyond the tumour's bounding box where host vessels are looked for (the vessel step)."""
+
 
 @dataclass
 class BlendResult:
@@ -151,7 +154,7 @@ def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha
         image[blended], added = add_host_noise(image[blended], weight[blended], tumour[blended], spacing_mm,
                                                texture, kept, rng)
     if vessel_hu is not None and inside is not None:
-        near = grown(inside, 3, tumour.shape)  # vessels are seen just outside the tumour
+        near = grown(inside, VESSEL_REACH_VOXELS, tumour.shape)  # vessels are seen just outside the tumour
         image[near], vessels = continue_vessels(image[near], host[near], tumour[near], spacing_mm,
                                                 vessel_hu, vessel_shell_mm)
     if texture is not None or vessels:

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..backend import array_module
 from ..hosts.noise import NoiseSpectrum
-from .blending import blend
+from ..morphology import bounding_box, grown
+from .blending import VESSEL_REACH_VOXELS, blend
 from .placement import box_slices
 
 TUMOR_CLASS = 1
@@ -44,6 +45,26 @@ def _to_dtype(values: Any, dtype: Any, hu_range: tuple[float, float]) -> Any:
     return xp.clip(values, lo, hi, out=values).astype(dtype, copy=False)
 
 
+def blending_box(soft: Any, method: str, spacing_mm: tuple[float, float, float],
+                 feather_mm: float = 0.0) -> tuple[slice, slice, slice]:
+    """The part of a morphed box that blending reads and may change (slices of the box).
+
+    Alpha and replace change only voxels with a soft mask above 0, and the texture
+    and vessel steps read :data:`VESSEL_REACH_VOXELS` beyond the tumour (wider with a
+    ``feather_mm`` ramp): the soft mask's bounding box grown by that much, which for a
+    seed crop with its context margin is a fraction of the box. Blending that part
+    gives the same bytes as blending the whole box. The Poisson methods solve on the
+    whole box (its faces are the solver's boundary): all of it.
+    """
+    if method not in ("alpha", "replace"):
+        return (slice(None),) * 3
+    support = bounding_box(soft > 0)
+    if support is None:  # nothing to blend: the whole box, as the Poisson methods
+        return (slice(None),) * 3
+    pad = VESSEL_REACH_VOXELS + int(np.ceil(float(feather_mm) / min(spacing_mm)))
+    return grown(support, pad, soft.shape)
+
+
 def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[int, int, int],
            instance_id: int, spacing_mm: tuple[float, float, float], *, method: str = "alpha",
            hu_range: tuple[float, float] = (-1024.0, 3071.0), rng: np.random.Generator | None = None,
@@ -59,18 +80,19 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
     """
     xp = array_module(image)
     region = box_slices(offset, morphed.image.shape)
-    host_box = image[region]
     if texture is not None:  # the host's noise near this tumour
         centre = [o + (n - 1) / 2 for o, n in zip(offset, morphed.image.shape)]
         texture = dataclasses.replace(texture, std_hu=texture.std_near(centre, spacing_mm))
-    result = blend(xp.ascontiguousarray(host_box, dtype=xp.float32), morphed.image.array,
-                   morphed.soft_mask.array, method=method, spacing_mm=spacing_mm, hu_range=hu_range,
+    inner = blending_box(morphed.soft_mask.array, method, spacing_mm, blend_options.get("feather_mm", 0.0))
+    host_box = image[region][inner]
+    result = blend(xp.ascontiguousarray(host_box, dtype=xp.float32), morphed.image.array[inner],
+                   morphed.soft_mask.array[inner], method=method, spacing_mm=spacing_mm, hu_range=hu_range,
                    texture=texture, rng=rng, **blend_options)
     changed = result.region
     xp.copyto(host_box, _to_dtype(result.image, image.dtype, hu_range), where=changed)
-    tumor = morphed.mask.array.astype(bool)
-    xp.copyto(label[region], TUMOR_CLASS, where=tumor)
-    xp.copyto(instances[region], instance_id, where=tumor)
+    tumor = morphed.mask.array[inner].astype(bool)
+    xp.copyto(label[region][inner], TUMOR_CLASS, where=tumor)
+    xp.copyto(instances[region][inner], instance_id, where=tumor)
     info = {"solver_iterations": result.iterations, "relative_residual": result.residual,
             "noise_added_hu": result.noise_added_hu, "vessel_voxels": result.vessel_voxels,
             "host_noise_near_hu": None if texture is None else round(texture.std_hu, 3)}
