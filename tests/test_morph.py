@@ -263,3 +263,23 @@ def test_seed_facts_kept_per_seed_not_shared():
                                  soft_mask=Volume(seed.soft_mask.array, shifted))
     np.testing.assert_allclose(morph(turned, params, target=(1.0, 1.0, 1.0)).centre_world,
                                np.asarray(first.centre_world) + (10.0, -5.0, 2.0), atol=1e-9)
+
+
+def test_support_pad_warps_only_what_can_hold_the_soft_mask():
+    """morph(support_pad=k): the same box, soft mask and mask as the whole warp; the image the
+    same (to float rounding) within k voxels of the soft mask's support and fill outside the
+    part warped, which is a fraction of a seed crop's box."""
+    from synthlung.morphology import bounding_box, grown
+    seed = _blob_seed((44, 40, 18), np.diag([0.6, 0.6, 2.5, 1.0]), (5.0, 4.5, 6.0), noise_seed=3)
+    for state in range(5):
+        params = MorphParams.sample(np.random.default_rng(state))
+        target = np.diag([1.5, 1.4, 1.6, 1.0])
+        whole = morph(seed, params, target=target)
+        part = morph(seed, params, target=target, support_pad=3)
+        assert part.image.shape == whole.image.shape and part.record["shape"] == whole.record["shape"]
+        np.testing.assert_array_equal(part.soft_mask.array, whole.soft_mask.array)
+        np.testing.assert_array_equal(part.mask.array, whole.mask.array)
+        near = grown(bounding_box(whole.soft_mask.array > 0), 3, whole.image.shape)
+        np.testing.assert_allclose(part.image.array[near], whole.image.array[near], atol=1e-3)
+        fill = part.image.array == np.float32(part.record["fill_hu"])
+        assert fill.mean() > 0.3 and not fill[near].all()

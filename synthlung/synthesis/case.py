@@ -28,7 +28,7 @@ from ..hosts.noise import host_noise
 from ..lru import LRUCache
 from ..seeds.contact import measure_contact
 from ..volume import Volume
-from .insertion import TUMOR_CLASS, insert
+from .insertion import TUMOR_CLASS, blending_pad, insert
 from .morphing import MorphParams, morph, thick_slice_axis
 from .placement import (
     CentreSampler,
@@ -356,6 +356,8 @@ class _Planner:
         self.rules = config.placement
         self.spacing = host.image.spacing
         self.sampler = centre_sampler(host)
+        # morph only the part of each box that blending reads
+        self.support_pad = blending_pad(config.method, self.spacing, config.blend.get("feather_mm", 0.0))
 
     @property
     def sites(self) -> CentreSampler:
@@ -373,7 +375,7 @@ class _Planner:
         return None, None
 
     def _morph(self, seed: Any, params: MorphParams) -> Any | None:
-        morphed = morph(seed, params, target=self.host.image.affine)
+        morphed = morph(seed, params, target=self.host.image.affine, support_pad=self.support_pad)
         return morphed if bool(morphed.mask.array.any()) else None
 
     def place(self, seed: Any, params: MorphParams,

@@ -45,23 +45,29 @@ def _to_dtype(values: Any, dtype: Any, hu_range: tuple[float, float]) -> Any:
     return xp.clip(values, lo, hi, out=values).astype(dtype, copy=False)
 
 
+def blending_pad(method: str, spacing_mm: tuple[float, float, float], feather_mm: float = 0.0) -> int | None:
+    """Voxels beyond the soft mask's support that blending with ``method`` reads: the vessel
+    step's reach (wider with a ``feather_mm`` ramp) for alpha and replace; None (the whole
+    box) for the Poisson methods, whose solver's boundary is the box's faces."""
+    if method not in ("alpha", "replace"):
+        return None
+    return VESSEL_REACH_VOXELS + int(np.ceil(float(feather_mm) / min(spacing_mm)))
+
+
 def blending_box(soft: Any, method: str, spacing_mm: tuple[float, float, float],
                  feather_mm: float = 0.0) -> tuple[slice, slice, slice]:
     """The part of a morphed box that blending reads and may change (slices of the box).
 
     Alpha and replace change only voxels with a soft mask above 0, and the texture
-    and vessel steps read :data:`VESSEL_REACH_VOXELS` beyond the tumour (wider with a
-    ``feather_mm`` ramp): the soft mask's bounding box grown by that much, which for a
-    seed crop with its context margin is a fraction of the box. Blending that part
-    gives the same bytes as blending the whole box. The Poisson methods solve on the
-    whole box (its faces are the solver's boundary): all of it.
+    and vessel steps read :func:`blending_pad` voxels beyond the tumour: the soft
+    mask's bounding box grown by that much, which for a seed crop with its context
+    margin is a fraction of the box. Blending that part gives the same bytes as
+    blending the whole box. The Poisson methods: all of it.
     """
-    if method not in ("alpha", "replace"):
+    pad = blending_pad(method, spacing_mm, feather_mm)
+    support = None if pad is None else bounding_box(soft > 0)
+    if support is None:  # the whole box (nothing to blend, or a Poisson method)
         return (slice(None),) * 3
-    support = bounding_box(soft > 0)
-    if support is None:  # nothing to blend: the whole box, as the Poisson methods
-        return (slice(None),) * 3
-    pad = VESSEL_REACH_VOXELS + int(np.ceil(float(feather_mm) / min(spacing_mm)))
     return grown(support, pad, soft.shape)
 
 

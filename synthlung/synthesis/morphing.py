@@ -31,6 +31,7 @@ import numpy as np
 from ..backend import array_module, asnumpy, dispatch
 from ..errors import InputError
 from ..lru import LRUCache
+from ..morphology import bounding_box
 from ..volume import Volume
 
 __all__ = ["MorphParams", "MorphedSeed", "morph", "thick_slice_axis"]
@@ -297,27 +298,28 @@ SEED_FACTS_KEPT = 256
 _FACTS = LRUCache(SEED_FACTS_KEPT)
 
 
-def _seed_facts(seed: Any) -> tuple[list[np.ndarray], np.ndarray, float]:
+def _seed_facts(seed: Any) -> tuple[list[np.ndarray], np.ndarray, float, tuple[slice, ...] | None]:
     """What :func:`morph` reads from a seed whatever the parameters: mask profiles, mask
-    centroid (world mm) and border median HU. Made once per seed and kept, keyed by the
-    identity of its mask and image arrays (alive, checked by weak reference) and the mask's
-    affine: a seed's arrays are read, never changed in place."""
-    mask, image = seed.mask.array, seed.image.array
-    key = (id(mask), id(image), np.asarray(seed.mask.affine, dtype=np.float64).tobytes())
+    centroid (world mm), border median HU and the soft mask's bounding box (None when
+    empty). Made once per seed and kept, keyed by the identity of its mask, image and
+    soft-mask arrays (alive, checked by weak reference) and the mask's affine: a seed's
+    arrays are read, never changed in place."""
+    arrays = (seed.mask.array, seed.image.array, seed.soft_mask.array)
+    key = (*map(id, arrays), np.asarray(seed.mask.affine, dtype=np.float64).tobytes())
 
-    def make() -> tuple[Any, tuple[list[np.ndarray], np.ndarray, float]]:
+    def make() -> tuple[Any, tuple[list[np.ndarray], np.ndarray, float, tuple[slice, ...] | None]]:
         profiles = _mask_profiles(seed.mask)
         try:
-            refs = (weakref.ref(mask), weakref.ref(image))
+            refs = tuple(weakref.ref(a) for a in arrays)
         except TypeError:  # an array type without weak references: not kept
             refs = None
         centre = _centroid_world(seed.mask, profiles)
         for kept in (*profiles, centre):
             kept.flags.writeable = False
-        return refs, (profiles, centre, border_median(image))
+        return refs, (profiles, centre, border_median(seed.image.array), bounding_box(seed.soft_mask.array > 0))
 
     refs, facts = _FACTS.get(key, make)
-    if refs is None or refs[0]() is not mask or refs[1]() is not image:
+    if refs is None or any(r() is not a for r, a in zip(refs, arrays)):
         _FACTS.discard(key)  # another array now has this id: make its own
         refs, facts = make()
         if refs is not None:
@@ -393,7 +395,24 @@ def _snap(m: np.ndarray) -> np.ndarray:
     return np.where(np.abs(m - r) < _SNAP, r, m)
 
 
-def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | None = None) -> MorphedSeed:
+def _support_part(support: tuple[slice, ...] | None, mapped: Any, lo: np.ndarray, hi: np.ndarray,
+                  pad: int | None) -> tuple[slice, slice, slice] | None:
+    """The slices of the box ``lo..hi`` that can hold the seed's soft mask above 0 (its bounding
+    box ``support``, one seed voxel wider for the trilinear reach, mapped by ``mapped``), grown by
+    ``pad`` voxels; None for the whole box."""
+    if pad is None or support is None:
+        return None
+    first = np.array([s.start - 1 for s in support], dtype=np.float64)
+    last = np.array([s.stop for s in support], dtype=np.float64)  # stop - 1, plus one voxel
+    a, b = mapped(first, last)
+    a, b = np.maximum(a - int(pad), lo) - lo, np.minimum(b + int(pad), hi) - lo
+    if np.all(a == 0) and np.all(b == hi - lo):
+        return None
+    return tuple(slice(int(x), int(y) + 1) for x, y in zip(a, b))
+
+
+def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | None = None,
+          support_pad: int | None = None) -> MorphedSeed:
     """Morph ``seed`` (``.image``, ``.soft_mask``, ``.mask`` Volumes) with ``params`` into a target grid.
 
     ``target``: None (``params.output_spacing``, else the seed's own grid), three
@@ -401,11 +420,17 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     the spacing), or a 4x4 host affine (the box lies on the host's voxel lattice,
     so it pastes by integer voxel offsets). The box holds the whole transformed
     seed crop (plus the elastic displacement bound), never clipped.
+    ``support_pad``: None warps the whole box; a number of voxels warps only the
+    part that can hold soft mask above 0 (the soft mask's support mapped forward,
+    grown by that many voxels): the soft mask and mask are the same, the image is
+    ``fill_hu`` outside that part. For alpha blending, which reads nothing else
+    (:func:`synthlung.synthesis.insertion.blending_box`); a seed crop's context is
+    most of its box.
     """
     from synthlung.kernels import warp
 
     seed_affine = np.asarray(seed.image.affine, dtype=np.float64)
-    profiles, centre, fill = _seed_facts(seed)
+    profiles, centre, fill, support = _seed_facts(seed)
     moved_centre = centre + np.asarray(params.translation_mm)
     lattice = _lattice(target, params, seed_affine)
     lattice_inv = np.linalg.inv(lattice)
@@ -422,12 +447,17 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     forward[:3, 3] = moved_centre - lin @ centre
 
     # Box: the seed's voxel-centre corners, mapped forward, in lattice voxels; plus the elastic bound.
-    corners = np.array(np.meshgrid(*[[0, n - 1] for n in seed.image.shape], indexing="ij")).reshape(3, -1)
     to_lattice = lattice_inv @ forward @ seed_affine
-    pts = to_lattice[:3, :3] @ corners + to_lattice[:3, 3:4]
-    reach = 0.0 if ctrl is None else float(np.linalg.norm(ctrl, axis=0).max())
-    lo = np.floor(pts.min(axis=1) - reach / spacing + 1e-6).astype(np.int64)
-    hi = np.ceil(pts.max(axis=1) + reach / spacing - 1e-6).astype(np.int64)
+    reach = (0.0 if ctrl is None else float(np.linalg.norm(ctrl, axis=0).max())) / spacing
+
+    def mapped(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lattice voxels (lo, hi) holding seed voxels first..last (per axis) after the morph."""
+        corners = np.array(np.meshgrid(*zip(first, last), indexing="ij"), dtype=np.float64).reshape(3, -1)
+        pts = to_lattice[:3, :3] @ corners + to_lattice[:3, 3:4]
+        return (np.floor(pts.min(axis=1) - reach + 1e-6).astype(np.int64),
+                np.ceil(pts.max(axis=1) + reach - 1e-6).astype(np.int64))
+
+    lo, hi = mapped(np.zeros(3), np.asarray(seed.image.shape, dtype=np.float64) - 1)
     shape = tuple(int(v) for v in hi - lo + 1)
     out_affine = lattice.copy()
     out_affine[:3, 3] = lattice[:3, :3] @ lo + lattice[:3, 3]
@@ -442,10 +472,23 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
         kwargs = {"control": np.einsum("ed,dabc->eabc", to_seed_vox, ctrl),
                   "control_origin": tuple(centre_vox - (n - 1) / 2 * step), "control_spacing": tuple(step)}
     image = seed.image.array
-    out_image, out_soft = dispatch(warp, image, backend)(
-        image, seed.soft_mask.array, matrix, shape, fill_image=fill, fill_soft=0.0,
-        hu_scale=params.hu_scale, hu_shift=params.hu_shift, **kwargs)
-    xp = array_module(out_soft)
+    part = _support_part(support, mapped, lo, hi, support_pad)
+    if part is not None:  # the part of the box that can hold soft mask: its own matrix and grid origin
+        start = np.array([p.start for p in part], dtype=np.float64)
+        matrix = matrix.copy()
+        matrix[:, 3] += matrix[:, :3] @ start
+        if ctrl is not None:
+            kwargs["control_origin"] = tuple(np.asarray(kwargs["control_origin"]) - start)
+    warped_image, warped_soft = dispatch(warp, image, backend)(
+        image, seed.soft_mask.array, matrix, shape if part is None else tuple(p.stop - p.start for p in part),
+        fill_image=fill, fill_soft=0.0, hu_scale=params.hu_scale, hu_shift=params.hu_shift, **kwargs)
+    xp = array_module(warped_soft)
+    if part is None:
+        out_image, out_soft = warped_image, warped_soft
+    else:
+        out_image = xp.full(shape, fill, dtype=xp.float32)
+        out_soft = xp.zeros(shape, dtype=xp.float32)
+        out_image[part], out_soft[part] = warped_image, warped_soft
     seed_record = getattr(seed, "record", None) or {}
     record = {"seed_id": seed_record.get("seed_id"),
               "params": params.to_record(), "fill_hu": fill,
