@@ -261,6 +261,10 @@ def test_host_bank_build_open_and_cli(tmp_path, phantom):
     bank = HostBank.open(tmp_path / "bank")
     assert len(bank) == 1
     host = bank[0]
+    # the soft-tissue noise is measured when the bank is built, as host_noise would measure it
+    from synthlung.hosts.noise import host_noise, measure_noise
+    assert rec["soft_tissue_noise"] == json.loads(json.dumps(measure_noise(phantom.image, "a").to_record()))
+    assert host_noise(host) == host_noise(make_host(phantom.image, phantom.label, host_id="a"))
     assert host.lungs.array.dtype == np.uint8 and np.allclose(host.lungs.affine, phantom.image.affine)
     assert not host.zone.array[phantom.label.array > 0].any()
     assert not list((tmp_path / "bank" / "lungs").glob(".*tmp*"))

@@ -60,6 +60,32 @@ def test_generate_writes_nnunet_dataset(banks, tmp_path):
     assert again == 1
 
 
+def test_generate_reads_the_noise_the_host_bank_measured(banks, tmp_path, monkeypatch):
+    """The bank records each host's soft-tissue noise: generate (texture on by default) does not
+    measure it again, and a bank without the record (built before) still works."""
+    from synthlung.hosts import noise
+    hosts, seeds = banks
+    index = json.loads((hosts / "index.json").read_text())
+    assert all("soft_tissue_noise" in h["record"] for h in index["hosts"])
+    first = generate(hosts, seeds, 2, tmp_path / "a", seed=5)
+
+    def measured(*args, **kwargs):
+        raise AssertionError("generate measured a host's noise again")
+    monkeypatch.setattr(noise, "measure_spectrum", measured)
+    assert generate(hosts, seeds, 2, tmp_path / "b", seed=5) == first
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    monkeypatch.undo()
+    old = tmp_path / "old_hosts"
+    old.mkdir()
+    for h in index["hosts"]:
+        del h["record"]["soft_tissue_noise"]
+        h["lungs"] = str(hosts / h["lungs"])
+    (old / "index.json").write_text(json.dumps(index))
+    generate(old, seeds, 2, tmp_path / "c", seed=5)
+    cases = {k: v for k, v in _digest(tmp_path / "a").items() if k != "run.json"}  # run.json pins the bank
+    assert {k: v for k, v in _digest(tmp_path / "c").items() if k != "run.json"} == cases
+
+
 @pytest.mark.slow
 def test_same_seed_same_bytes_whatever_the_workers(banks, tmp_path):
     hosts, seeds = banks

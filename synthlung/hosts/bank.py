@@ -13,7 +13,9 @@ host image's own voxel grid). ``index.json``::
                 "lungs_sha256": "<hex sha256 of the lung mask file>",
                 "record": {"id", "sha256": {"image", "label"},  # of the source files
                            "left_ml", "right_ml", "total_ml",
-                           "partial_coverage": bool, "shape", "spacing_mm", "method"}}],
+                           "partial_coverage": bool, "shape", "spacing_mm", "method",
+                           "soft_tissue_noise": {...}}}],  # hosts.noise.measure_noise; absent when
+                                                            # too little soft tissue was found
      "errors": [{"id": str, "error": str}]}
 
 Images are referenced, never copied; :meth:`HostBank.verify` checks every
@@ -37,6 +39,7 @@ from ..io.atomic import read_json_index, remove_stale_temporaries, write_json
 from ..io.folder_lock import folder_lock
 from .host import Host, make_host
 from .lungseg import lung_summary, segment_lungs
+from .noise import measure_noise
 
 INDEX_NAME = "index.json"
 SCHEMA_VERSION = 1
@@ -60,6 +63,10 @@ def _host_entry(case: dict[str, Any], out: Path, method: str) -> dict[str, Any]:
     save(lungs, out / rel)
     record = {"id": case["id"], "sha256": case["sha256"], **lung_summary(lungs),
               "shape": list(image.shape), "spacing_mm": [round(s, 6) for s in image.spacing], "method": method}
+    try:  # measured here once, so that generate's workers do not each measure it again
+        record["soft_tissue_noise"] = measure_noise(image, case["id"]).to_record()
+    except InputError:
+        pass  # too little soft tissue: texture noise cannot be had from this host (generate says so)
     return {"id": case["id"], "image": case["image"], "label": case["label"], "lungs": rel,
             "lungs_sha256": sha256_of(out / rel), "record": record}
 

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.fft import next_fast_len
 
 from ..backend import array_module, asnumpy
 from ..errors import InputError
 from ..morphology import bounding_box, distance_mm, ndimage_for
+from ..volume import Volume
 
 SOFT_TISSUE_HU = (-20.0, 120.0)
 """Local-mean HU range of the soft tissue the noise is measured on (muscle, solid organs)."""
@@ -162,7 +164,8 @@ def measure_spectrum(image: Any, mask: Any, spacing_mm: tuple[float, float, floa
     m = mask[box].astype(xp.float32)
     x = detrended(image[box], mask[box])
     blocks = _blocks(x, mask[box], spacing_mm, tuple(s.start for s in box))
-    shape = tuple(n + lag for n in m.shape)  # zero padding: correlations do not wrap
+    # zero padding, so that correlations do not wrap, to sizes with small prime factors (fast FFTs)
+    shape = tuple(next_fast_len(n + lag, real=True) for n in m.shape)
     fx, fm = xp.fft.rfftn(x, s=shape, axes=(0, 1, 2)), xp.fft.rfftn(m, s=shape, axes=(0, 1, 2))
     num = _lags(xp.fft.irfftn(fx * xp.conj(fx), s=shape, axes=(0, 1, 2)), lag)
     den = _lags(xp.fft.irfftn(fm * xp.conj(fm), s=shape, axes=(0, 1, 2)), lag)
@@ -198,16 +201,21 @@ def measure_spectrum(image: Any, mask: Any, spacing_mm: tuple[float, float, floa
                          n_voxels=int(mask.sum()), blocks=blocks)
 
 
+def measure_noise(image: Volume, name: Any = None) -> NoiseSpectrum:
+    """The soft-tissue noise of a CT (HU): :func:`measure_spectrum` in :func:`soft_tissue_mask`
+    along :func:`scan_axis`; InputError naming ``name`` when too little soft tissue is found."""
+    mask = soft_tissue_mask(image.array, image.spacing)
+    try:
+        return measure_spectrum(image.array, mask, image.spacing, scan_axis(image.affine))
+    except InputError as exc:
+        raise InputError(f"host {name}: {exc}") from None
+
+
 def host_noise(host: Any) -> NoiseSpectrum:
-    """The host's soft-tissue noise, measured once and kept in ``host.record["soft_tissue_noise"]``."""
+    """The host's soft-tissue noise, kept in ``host.record["soft_tissue_noise"]``: measured once
+    (:func:`measure_noise`), or as the host bank recorded it when the bank was built."""
     if "soft_tissue_noise" not in host.record:
-        image, spacing = host.image.array, host.image.spacing
-        mask = soft_tissue_mask(image, spacing)
-        try:
-            spec = measure_spectrum(image, mask, spacing, scan_axis(host.image.affine))
-        except InputError as exc:
-            raise InputError(f"host {host.record.get('id')}: {exc}") from None
-        host.record["soft_tissue_noise"] = spec.to_record()
+        host.record["soft_tissue_noise"] = measure_noise(host.image, host.record.get("id")).to_record()
     return NoiseSpectrum.from_record(host.record["soft_tissue_noise"])
 
 
