@@ -286,6 +286,7 @@ def test_nifti_writing_is_nibabels_file_gzipped_deterministically(tmp_path, orde
         first = (tmp_path / "a.nii.gz").read_bytes()
         save(Volume(array, affine), tmp_path / "a.nii.gz")
         assert (tmp_path / "a.nii.gz").read_bytes() == first and first[:2] == b"\x1f\x8b"
+        assert first[3] == 0 and first[4:8] == bytes(4)  # no file name (the temporary one), mtime 0
         img = nib.load(tmp_path / "a.nii.gz")
         assert img.get_data_dtype() == dtype
         np.testing.assert_array_equal(np.asarray(img.dataobj), array)

@@ -15,6 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from isal import igzip
+from nibabel.fileholders import FileHolder
 from nibabel.openers import ImageOpener
 
 from ..backend import asnumpy
@@ -69,8 +70,11 @@ def write_nifti(volume: Volume, path: Path) -> None:
     img.header.set_xyzt_units("mm")
     img.set_sform(volume.affine, code=1)
     img.set_qform(volume.affine, code=1)
-    data = img.to_bytes()  # header and voxels in the array's own (Fortran or C) order
-    if Path(path).name.lower().endswith(".gz"):
-        data = igzip.compress(data, GZIP_LEVEL, mtime=0)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(data)
+    compressed = Path(path).name.lower().endswith(".gz")
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        # nibabel writes header and voxels straight into the (de)compressor and file: no
+        # whole-file buffer. No file name and mtime 0 in the gzip header: same volume, same bytes.
+        out = igzip.IGzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=raw, mtime=0) \
+            if compressed else raw
+        with out:
+            img.to_file_map({"image": FileHolder(fileobj=out), "header": FileHolder(fileobj=out)})
