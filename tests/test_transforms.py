@@ -66,7 +66,9 @@ def test_torch_cpu_tensor_in_torch_tensor_out(ct, bank):
     host = insert.host(image, lungs=lungs, label=label, affine=ct.image.affine)
     assert np.shares_memory(to_array(image), image.numpy())
     assert np.shares_memory(host.image.array, image.numpy())  # the host sees the tensor's own memory
-    assert np.shares_memory(host.lungs.array, lungs.numpy())
+    # the lungs are copied once per CT when it is prepared (the cache keeps no sample's memory)
+    assert not np.shares_memory(host.lungs.array, lungs.numpy())
+    np.testing.assert_array_equal(host.lungs.array, lungs.numpy())
 
     out, out_label, instances = insert(image, lungs=lungs, label=label, affine=ct.image.affine)
     assert all(isinstance(x, torch.Tensor) for x in (out, out_label, instances))
@@ -276,6 +278,10 @@ def test_prepared_host_is_kept_per_image_and_gives_the_same_case(ct, bank):
     for a, b in zip(cached[:3], fresh[:3]):
         np.testing.assert_array_equal(a, b)
     assert cached.record == fresh.record
+    (kept,) = insert.hosts._items.values()  # no sample's memory stays referenced: a uint8 copy of the lungs
+    assert kept.image is None and kept.tumors is None and kept.lungs.array.dtype == np.uint8
+    assert not np.shares_memory(kept.lungs.array, ct.lungs.array)
+    np.testing.assert_array_equal(kept.lungs.array, ct.lungs.array)
     other = chest_phantom(shape=SHAPE, spacing_mm=SPACING, n_tumors=0, seed=8)
     insert(other.image.array, lungs=other.lungs.array, affine=other.image.affine)
     assert insert.hosts.misses == 2 and len(insert.hosts) == 1  # another CT: prepared, the oldest dropped

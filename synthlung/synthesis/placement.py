@@ -88,15 +88,16 @@ def separation_voxels(spacing_mm: tuple[float, float, float], separation_mm: flo
 class CentreSampler:
     """Draws candidate tumor centres from a host's zone, uniformly over zone voxels.
 
-    The flat indices of the zone are computed once per host; each draw is one
-    integer from the case's generator.
+    The flat indices of the zone are computed once per host (int32 below 2^31
+    voxels: half the memory of NumPy's int64); each draw is one integer from the
+    case's generator.
     """
 
     def __init__(self, zone: Any, distance_mm: Any):
         xp = array_module(zone)
         self.shape = tuple(int(s) for s in zone.shape)
         self.distance_mm = distance_mm
-        self.candidates = xp.flatnonzero(zone.ravel())
+        self.candidates = xp.flatnonzero(zone.ravel()).astype(xp.int32 if zone.size < 2**31 else xp.int64)
         self.size = int(self.candidates.size)
 
     def draw(self, rng: np.random.Generator) -> tuple[int, int, int]:
