@@ -189,6 +189,13 @@ def test_cuda_backend_matches_cpu():
     got = morph(seed, params, backend="cuda")
     assert np.abs(asnumpy(got.image.array) - want.image.array).max() < 1e-5 * 1000
     assert np.array_equal(got.affine, want.affine)
+    # the soft mask's part only (a small tumour in a wider crop): the same on both backends
+    small = _blob_seed((12, 12, 8), np.diag([1.2, 1.2, 1.5, 1.0]), (2.0, 2.0, 2.5))
+    want = morph(small, params, support_pad=1)
+    got = morph(small, params, backend="cuda", support_pad=1)
+    assert np.abs(asnumpy(got.image.array) - want.image.array).max() < 1e-5 * 1000
+    np.testing.assert_allclose(asnumpy(got.soft_mask.array), want.soft_mask.array, atol=1e-5)
+    assert (want.image.array == np.float32(want.record["fill_hu"])).mean() > 0.2  # a part was warped
 
 
 @pytest.mark.realdata
