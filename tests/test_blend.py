@@ -247,8 +247,9 @@ def test_alpha_soft_gain_steepens_the_weight_about_one_half():
         blend(host, seed, soft, "alpha", soft_gain=0.0)
 
 
-@pytest.mark.parametrize("method,feather", [("alpha", 0.0), ("alpha", 6.0), ("replace", 0.0)])
-def test_insert_blends_the_soft_masks_box_with_the_bytes_of_the_whole_box(method, feather):
+@pytest.mark.parametrize("method,feather,gain", [("alpha", 0.0, 2.0), ("alpha", 6.0, 2.0), ("alpha", 0.0, 0.5),
+                                                  ("replace", 0.0, 2.0)])
+def test_insert_blends_the_soft_masks_box_with_the_bytes_of_the_whole_box(method, feather, gain):
     """insert() blends only :func:`blending_box` of a morphed box (a seed crop's context is most
     of it); with texture noise, vessels and a feather ramp the result is byte-identical to
     blending the whole box."""
@@ -268,18 +269,20 @@ def test_insert_blends_the_soft_masks_box_with_the_bytes_of_the_whole_box(method
     morphed = MorphedSeed(image=Volume(seed, eye), soft_mask=Volume(soft, eye),
                           mask=Volume((soft >= 0.5).astype(np.uint8), eye), centre_world=(0.0, 0.0, 0.0),
                           lattice_offset=(0, 0, 0), record={})
-    inner = blending_box(soft, method, spacing, feather)
+    options = dict(feather_mm=feather, soft_gain=gain)
+    inner = blending_box(soft, method, spacing, options)
     part = np.prod([len(range(*s.indices(n))) for s, n in zip(inner, shape)])
-    assert part < 0.7 * soft.size if feather == 0 else part == soft.size  # the ramp widens it
+    # a wide ramp, or a gain below 1 (weight above 0 where soft is 0), takes the whole box
+    assert part < 0.7 * soft.size if feather == 0 and gain >= 1 else part == soft.size
     big = np.full((50, 44, 40), -900, np.int16)
     offset = (7, 5, 6)
     box = tuple(slice(o, o + n) for o, n in zip(offset, shape))
     big[box] = host
     image, label, inst = big.copy(), np.zeros(big.shape, np.uint8), np.zeros(big.shape, np.uint16)
     insert(image, label, inst, morphed, offset, 1, spacing, method=method, rng=np.random.default_rng(3),
-           texture=spec, feather_mm=feather)
-    whole = blend(host.astype(np.float32), seed, soft, method=method, spacing_mm=spacing, feather_mm=feather,
-                  texture=spec, rng=np.random.default_rng(3))
+           texture=spec, **options)
+    whole = blend(host.astype(np.float32), seed, soft, method=method, spacing_mm=spacing, texture=spec,
+                  rng=np.random.default_rng(3), **options)
     want = big.copy()
     want[box] = np.where(whole.region, np.clip(np.rint(whole.image), -1024, 3071).astype(np.int16), host)
     assert whole.vessel_voxels > 0

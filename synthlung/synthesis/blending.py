@@ -48,6 +48,9 @@ from .texture import add_host_noise, continue_vessels, denoise_seed
 
 METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
 
+SOFT_GAIN = 2.0
+"""Default steepening of the soft mask into the alpha weight (see the module doc)."""
+
 VESSEL_REACH_VOXELS = 3
 """Voxels beyond the tumour's bounding box where host vessels are looked for (the vessel step)."""
 
@@ -75,7 +78,7 @@ def _steepened(soft: Any, gain: float) -> Any:
 
 def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha",
           spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0), feather_mm: float = 0.0,
-          soft_gain: float = 2.0,
+          soft_gain: float = SOFT_GAIN,
           margin_mm: float | None = None, core_erosion_mm: float | None = None, mixed: bool = False,
           hu_range: tuple[float, float] = (-1024.0, 3071.0), texture: NoiseSpectrum | None = None,
           vessel_hu: float | None = 100.0, vessel_shell_mm: float = 1.5, rng: Any = None, backend: str | None = None, tol: float = 1e-5,

@@ -357,7 +357,7 @@ class _Planner:
         self.spacing = host.image.spacing
         self.sampler = centre_sampler(host)
         # morph only the part of each box that blending reads
-        self.support_pad = blending_pad(config.method, self.spacing, config.blend.get("feather_mm", 0.0))
+        self.support_pad = blending_pad(config.method, self.spacing, config.blend)
 
     @property
     def sites(self) -> CentreSampler:

@@ -17,7 +17,7 @@ import numpy as np
 from ..backend import array_module
 from ..hosts.noise import NoiseSpectrum
 from ..morphology import bounding_box, grown
-from .blending import VESSEL_REACH_VOXELS, blend
+from .blending import SOFT_GAIN, VESSEL_REACH_VOXELS, blend
 from .placement import box_slices
 
 TUMOR_CLASS = 1
@@ -45,28 +45,31 @@ def _to_dtype(values: Any, dtype: Any, hu_range: tuple[float, float]) -> Any:
     return xp.clip(values, lo, hi, out=values).astype(dtype, copy=False)
 
 
-def blending_pad(method: str, spacing_mm: tuple[float, float, float], feather_mm: float = 0.0) -> int | None:
-    """Voxels beyond the soft mask's support that blending with ``method`` reads: the vessel
-    step's reach (wider with a ``feather_mm`` ramp) for alpha and replace; None (the whole
-    box) for the Poisson methods, whose solver's boundary is the box's faces."""
-    if method not in ("alpha", "replace"):
+def blending_pad(method: str, spacing_mm: tuple[float, float, float], blend_options: dict | None = None) -> int | None:
+    """Voxels beyond the soft mask's support that blending with ``method`` (and ``blend_options``
+    of :func:`~synthlung.synthesis.blending.blend`) reads: the vessel step's reach, wider with a
+    ``feather_mm`` ramp, for alpha and replace. None (the whole box) for the Poisson methods,
+    whose solver's boundary is the box's faces, and for alpha with ``soft_gain`` below 1, whose
+    weight is above 0 where the soft mask is 0."""
+    options = blend_options or {}
+    if method not in ("alpha", "replace") or (method == "alpha" and options.get("soft_gain", SOFT_GAIN) < 1):
         return None
-    return VESSEL_REACH_VOXELS + int(np.ceil(float(feather_mm) / min(spacing_mm)))
+    return VESSEL_REACH_VOXELS + int(np.ceil(float(options.get("feather_mm", 0.0)) / min(spacing_mm)))
 
 
 def blending_box(soft: Any, method: str, spacing_mm: tuple[float, float, float],
-                 feather_mm: float = 0.0) -> tuple[slice, slice, slice]:
+                 blend_options: dict | None = None) -> tuple[slice, slice, slice]:
     """The part of a morphed box that blending reads and may change (slices of the box).
 
-    Alpha and replace change only voxels with a soft mask above 0, and the texture
-    and vessel steps read :func:`blending_pad` voxels beyond the tumour: the soft
-    mask's bounding box grown by that much, which for a seed crop with its context
-    margin is a fraction of the box. Blending that part gives the same bytes as
-    blending the whole box. The Poisson methods: all of it.
+    Alpha and replace change only voxels with a soft mask above 0 (alpha at the default
+    ``soft_gain``), and the texture and vessel steps read :func:`blending_pad` voxels
+    beyond the tumour: the soft mask's bounding box grown by that much, which for a seed
+    crop with its context margin is a fraction of the box. Blending that part gives the
+    same bytes as blending the whole box. Otherwise (:func:`blending_pad` None): all of it.
     """
-    pad = blending_pad(method, spacing_mm, feather_mm)
+    pad = blending_pad(method, spacing_mm, blend_options)
     support = None if pad is None else bounding_box(soft > 0)
-    if support is None:  # the whole box (nothing to blend, or a Poisson method)
+    if support is None:  # the whole box (nothing to blend, or the whole box is read)
         return (slice(None),) * 3
     return grown(support, pad, soft.shape)
 
@@ -89,7 +92,7 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
     if texture is not None:  # the host's noise near this tumour
         centre = [o + (n - 1) / 2 for o, n in zip(offset, morphed.image.shape)]
         texture = dataclasses.replace(texture, std_hu=texture.std_near(centre, spacing_mm))
-    inner = blending_box(morphed.soft_mask.array, method, spacing_mm, blend_options.get("feather_mm", 0.0))
+    inner = blending_box(morphed.soft_mask.array, method, spacing_mm, blend_options)
     host_box = image[region][inner]
     result = blend(xp.ascontiguousarray(host_box, dtype=xp.float32), morphed.image.array[inner],
                    morphed.soft_mask.array[inner], method=method, spacing_mm=spacing_mm, hu_range=hu_range,
