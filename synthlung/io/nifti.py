@@ -72,7 +72,7 @@ def write_nifti(volume: Volume, path: Path) -> None:
     img.set_qform(volume.affine, code=1)
     compressed = Path(path).name.lower().endswith(".gz")
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
-        # nibabel writes header and voxels straight into the (de)compressor and file: no
+        # nibabel writes header and voxels straight through the compressor into the file: no
         # whole-file buffer. No file name and mtime 0 in the gzip header: same volume, same bytes.
         out = igzip.IGzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL, fileobj=raw, mtime=0) \
             if compressed else raw

@@ -2,9 +2,11 @@
 
 Only the blending region changes: every host voxel outside it keeps its exact
 value, and the image keeps the host's dtype and geometry (values are rounded
-for integer images and clipped to the HU range). All work is on the box: the
-host box is read once into a C-ordered float32 copy (whatever the host's memory
-order) and written back where the blend changed it.
+for integer images and clipped to the HU range). All work is on the part of the
+box that blending reads (:func:`blending_box`: for alpha, the soft mask's box and
+a few voxels around it): that part of the host is read once into a C-ordered
+float32 copy (whatever the host's memory order) and written back where the blend
+changed it.
 """
 from __future__ import annotations
 
