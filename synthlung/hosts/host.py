@@ -60,7 +60,7 @@ def placement_zone(image: Volume, lungs: Volume, tumors: Volume | None = None, *
     distance[box] = distance_b = distance_mm(lung_b, spacing)
     dense = lung_b & (hu[box] > vessel_hu)
     labels, n = label(dense, connectivity=26)
-    sizes = xp.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing))
+    sizes = xp.bincount(labels.ravel(order="K"), minlength=n + 1) * float(np.prod(spacing))  # order K: no copy
     large = (sizes >= vessel_min_mm3)
     large[0] = False
     excluded = dilate_mm(large[labels], vessel_margin_mm, spacing)

@@ -167,7 +167,7 @@ def _airways(coarse, inner, grid: _Grid, midline_x, xworld, xp, max_airway_ml: f
         labels, n = label(dark, connectivity=26)
         ids = xp.unique(labels[medial])
         ids = ids[ids > 0]
-        counts = xp.bincount(labels.ravel(), minlength=n + 1)
+        counts = xp.bincount(labels.ravel(order="K"), minlength=n + 1)
         seed = int(ids[int(xp.argmax(counts[ids]))])
         ml = float(counts[seed]) * grid.voxel_ml
         if ml > max_airway_ml or (best is not None and ml > 3.0 * prev_ml and ml > 50.0):
@@ -182,7 +182,7 @@ def _gas(coarse, cand, gas_hu, grid: _Grid, xp, ndi, min_ml: float = 5.0):
     labels, n = label(cand & (coarse < gas_hu), connectivity=6)
     if n == 0:
         return xp.zeros(cand.shape, dtype=bool)
-    big = xp.bincount(labels.ravel(), minlength=n + 1) * grid.voxel_ml >= min_ml
+    big = xp.bincount(labels.ravel(order="K"), minlength=n + 1) * grid.voxel_ml >= min_ml
     big[0] = False
     return dilate_mm(big[labels], max(grid.spacing), grid.spacing)
 
@@ -201,7 +201,7 @@ def _split(component, grid: _Grid, ndi, xp):
             if n == 0:
                 return None
             continue
-        counts = xp.bincount(labels.ravel())[1:]
+        counts = xp.bincount(labels.ravel(order="K"))[1:]
         order = asnumpy(xp.argsort(-counts))
         if float(counts[order[1]]) < 0.05 * total:
             continue
