@@ -454,22 +454,22 @@ def inverse_jacobian_mean(control, axes, step, lattice_inv, to_mask, mask):
     ders_x, ders_y, ders_z = (_basis_nb(axes[0], n[0], True) / step[0], _basis_nb(axes[1], n[1], True) / step[1],
                               _basis_nb(axes[2], n[2], True) / step[2])
     kx = ky = kz = axes.shape[1]
-    # z first, then y, then x; g[a] holds dD/d(axis a) as (3, kx, ky, kz)
-    tz_v = _contract(control, vals_z)  # (3, nx, ny, kz)
-    tz_d = _contract(control, ders_z)
-    vv = _contract(np.ascontiguousarray(tz_v.transpose(0, 1, 3, 2)), vals_y)  # (3, nx, kz, ky)
-    dv = _contract(np.ascontiguousarray(tz_v.transpose(0, 1, 3, 2)), ders_y)
-    vd = _contract(np.ascontiguousarray(tz_d.transpose(0, 1, 3, 2)), vals_y)
+    # z first, then y, then x; gx, gy, gz hold dD/d(axis) as (3, kz, ky, kx)
+    tz_v = np.ascontiguousarray(_contract(control, vals_z).transpose(0, 1, 3, 2))  # (3, nx, kz, ny)
+    tz_d = np.ascontiguousarray(_contract(control, ders_z).transpose(0, 1, 3, 2))
+    vv = _contract(tz_v, vals_y)  # (3, nx, kz, ky)
+    dv = _contract(tz_v, ders_y)
+    vd = _contract(tz_d, vals_y)
     gx = _contract(np.ascontiguousarray(vv.transpose(0, 2, 3, 1)), ders_x)  # (3, kz, ky, kx)
     gy = _contract(np.ascontiguousarray(dv.transpose(0, 2, 3, 1)), vals_x)
     gz = _contract(np.ascontiguousarray(vd.transpose(0, 2, 3, 1)), vals_x)
     mx, my, mz = mask.shape
     total, norm = 0.0, 0.0
     jac = np.empty((3, 3))
+    p = np.empty(3)
     for i in range(kx):
         for j in range(ky):
             for k in range(kz):
-                p = np.empty(3)
                 inside = True
                 for d in range(3):
                     p[d] = to_mask[d, 0] * i + to_mask[d, 1] * j + to_mask[d, 2] * k + to_mask[d, 3]

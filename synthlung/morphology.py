@@ -65,7 +65,7 @@ def signed_distance_mm(mask: Any, spacing_mm: tuple[float, float, float]) -> Any
 
 
 def bounding_box(mask: Any, pad: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, ...] | None:
-    """Slices of the mask's bounding box grown by ``pad`` voxels (clipped); None if empty."""
+    """Slices of the mask's bounding box grown by ``pad`` voxels (clipped, :func:`grown`); None if empty."""
     xp = array_module(mask)
     box = []
     for axis in range(mask.ndim):
@@ -73,14 +73,15 @@ def bounding_box(mask: Any, pad: tuple[int, int, int] = (0, 0, 0)) -> tuple[slic
         hits = xp.flatnonzero(mask.any(axis=others))
         if hits.size == 0:
             return None
-        lo, hi = int(hits[0]), int(hits[-1]) + 1
-        box.append(slice(max(lo - pad[axis], 0), min(hi + pad[axis], mask.shape[axis])))
-    return tuple(box)
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return grown(tuple(box), pad, mask.shape)
 
 
-def grown(box: tuple[slice, ...], pad: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
-    """``box`` (slices with start and stop) grown by ``pad`` voxels on every side, clipped to ``shape``."""
-    return tuple(slice(max(b.start - pad, 0), min(b.stop + pad, n)) for b, n in zip(box, shape))
+def grown(box: tuple[slice, ...], pad: int | tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """``box`` (slices with start and stop) grown by ``pad`` voxels (one number, or one per axis)
+    on every side, clipped to ``shape``."""
+    pads = np.broadcast_to(np.asarray(pad, dtype=np.int64), (len(box),))
+    return tuple(slice(max(b.start - int(p), 0), min(b.stop + int(p), n)) for b, p, n in zip(box, pads, shape))
 
 
 def dilate_mm(mask: Any, radius_mm: float, spacing_mm: tuple[float, float, float]) -> Any:
