@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _ccl_stats_cuda, _lung_refine_cuda, blend,
-                               block_mean, ccl_stats, lung_refine, warp)
+from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _ccl_stats_cuda, _lung_refine_cuda,
+                               _shell_distance_cuda, blend, block_mean, ccl_stats, lung_refine, shell_distance, warp)
 
 from _launches import on_device, on_host, record_launches
 
@@ -65,6 +65,18 @@ def test_lung_refine(monkeypatch, order):
     _assert_coalesced(log, 3)
     out = lung_refine.cpu(x, labels, core, f, -400.5)
     assert np.array_equal(out, want) and out.flags.f_contiguous == (order == "F")
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_shell_distance(monkeypatch, order):
+    mask = _volume(order) > -300
+    log = record_launches(monkeypatch, _shell_distance_cuda)
+    want = shell_distance.reference(mask, (0.8, 0.9, 2.0), 2.1)
+    assert np.array_equal(on_host(shell_distance.cuda(on_device(mask), (0.8, 0.9, 2.0), 2.1)), want)
+    _assert_coalesced(log, 3)
+    out = shell_distance.cpu(mask, (0.8, 0.9, 2.0), 2.1)
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+    assert out.flags.f_contiguous == (order == "F")
 
 
 @pytest.mark.parametrize("order", ORDERS)

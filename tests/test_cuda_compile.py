@@ -33,7 +33,7 @@ def _signatures() -> dict:
     from numba import types as T
 
     from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _ccl_cuda, _ccl_stats_cuda, _lung_refine_cuda,
-                                   warp)
+                                   _shell_distance_cuda, warp)
 
     i64, f32, f64, b1 = T.int64, T.float32, T.float64, T.boolean
     tup3 = T.UniTuple(i64, 3)
@@ -58,6 +58,7 @@ def _signatures() -> dict:
         "block_mean": (_block_mean_cuda.block_mean, [(c3[t], i64, i64, i64, c3[f32]) for t in (f32, T.int16, T.uint8)]),
         "lung_refine": (_lung_refine_cuda.lung_refine, [(c3[f32], u3, u3, i64, i64, i64, f32, u3),
                                                         (c3[T.int16], u3, u3, i64, i64, i64, i64, u3)]),
+        "shell_distance": (_shell_distance_cuda.shell_distance, [(u8, i64[::1], c1[f32], i64, i64, i64, g)]),
         "blend.alpha": (bl.alpha, [(c1[f32], c1[f32], c1[f32], c1[f32], f32, f32)]),
         "blend.start": (bl.start, [(g, m, g, g, *w3, f32, b1, g, g, g, S)]),
         "blend.sweep": (bl.sweep, [(g, g, g, m, *w3, f32, *f3, i64, i64, g, S, i64)]),
@@ -73,7 +74,7 @@ def _signatures() -> dict:
 
 
 KERNELS = ["ccl.block_init", "ccl.block_merge", "ccl.block_compress", "ccl.block_label", "ccl_stats.accumulate",
-           "block_mean", "lung_refine", "blend.alpha", "blend.start", "blend.sweep", "blend.restrict",
+           "block_mean", "lung_refine", "shell_distance", "blend.alpha", "blend.start", "blend.sweep", "blend.restrict",
            "blend.tail_vcycle", "blend.direction", "blend.update", "blend.coarsen", "warp"]
 
 # Most float64 arithmetic instructions allowed per kernel (issue 12): none in the blend, lung and CCL
@@ -107,11 +108,13 @@ def _unlisted(listed) -> list[str]:
     """Kernels (not device functions) of the CUDA kernel modules that ``_signatures`` leaves out."""
     from numba.cuda.dispatcher import CUDADispatcher
 
-    from synthlung.kernels import _blend_cuda, _block_mean_cuda, _ccl_cuda, _ccl_stats_cuda, _lung_refine_cuda
+    from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _ccl_cuda, _ccl_stats_cuda, _lung_refine_cuda,
+                                   _shell_distance_cuda)
 
     ids = {id(k) for k in listed}
     return [f"{mod.__name__}.{name}"
-            for mod in (_blend_cuda, _block_mean_cuda, _ccl_cuda, _ccl_stats_cuda, _lung_refine_cuda)
+            for mod in (_blend_cuda, _block_mean_cuda, _ccl_cuda, _ccl_stats_cuda, _lung_refine_cuda,
+                        _shell_distance_cuda)
             for name, obj in vars(mod).items()
             if isinstance(obj, CUDADispatcher) and not obj.targetoptions.get("device") and id(obj) not in ids]
 

@@ -25,3 +25,51 @@ def test_distance_threads_only_for_large_masks():
     d = distance_mm(small, (1.0, 1.0, 2.0))
     assert d.dtype == np.float32 and d[10, 10, 10] == 0 and d[10, 10, 12] == pytest.approx(4.0)
     assert small.size < EDT_PARALLEL_VOXELS
+
+
+def _shell_mask(order: str) -> np.ndarray:
+    """A rough blob that touches the array edge (beyond it is not outside), with holes."""
+    rng = np.random.default_rng(5)
+    mask = np.zeros((15, 12, 11), bool)
+    mask[2:15, 1:11, 0:9] = True
+    mask &= rng.random(mask.shape) > 0.06
+    return np.asfortranarray(mask) if order == "F" else mask
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("spacing", [(1.5, 1.5, 1.5), (0.7, 0.8, 2.5)])
+@pytest.mark.parametrize("reach", [1.6, 2.25, 3.1])
+def test_shell_distance_cpu_and_cuda_match_the_transform(order, spacing, reach):
+    from synthlung.kernels import shell_distance
+
+    from _launches import on_device, on_host
+    mask = _shell_mask(order)
+    want = shell_distance.reference(mask, spacing, reach)
+    full = distance_mm(mask, spacing)
+    assert np.isinf(want).any() and (np.isfinite(want) & mask).any()  # both sides of the reach occur
+    np.testing.assert_array_equal(np.isinf(want), full > reach)
+    got_cpu = shell_distance.cpu(mask, spacing, reach)
+    got_cuda = on_host(shell_distance.cuda(on_device(mask), spacing, reach))
+    for got in (got_cpu, got_cuda):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6)
+    assert got_cpu.flags.f_contiguous == (order == "F")
+
+
+def test_shell_distance_is_edts_transform_within_its_reach():
+    from synthlung.morphology import shell_distance_mm
+    mask = _shell_mask("C")
+    got = shell_distance_mm(mask, (0.7, 0.8, 2.5), 2.0)
+    full = distance_mm(mask, (0.7, 0.8, 2.5))
+    near = full <= 2.0
+    np.testing.assert_allclose(got[near], full[near], rtol=1e-6)  # float32 rounding apart
+    assert np.isinf(got[~near]).all() and (~near).any()
+
+
+def test_shell_distance_refuses_bad_spacing():
+    from synthlung.errors import InputError
+    from synthlung.kernels import shell_distance
+    with pytest.raises(InputError, match="spacings > 0"):
+        shell_distance.cpu(np.ones((3, 3, 3), bool), (1.0, 0.0, 1.0), 2.0)

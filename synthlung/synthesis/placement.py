@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import array_module, asnumpy
-from ..morphology import dilate_mm, ndimage_for
+from ..morphology import ndimage_for, shell_distance_mm
 
 JUXTA_MIN_DEPTH = 0.6
 """Shallowest juxtapleural centre, in tumor radii from the lung boundary."""
@@ -140,7 +140,9 @@ def runs_past_lung(mask: Any, lungs_box: Any, spacing_mm: tuple[float, float, fl
     outside = mask & ~lungs_box
     if not bool(outside.any()):
         return False
-    return bool((outside & ~dilate_mm(lungs_box, max_outside_mm, spacing_mm)).any())
+    # a voxel's shell distance in the complement of the lungs is its distance to them, inf beyond the reach
+    to_lungs = shell_distance_mm(~lungs_box, spacing_mm, max_outside_mm)
+    return bool(array_module(mask).isinf(to_lungs[outside]).any())
 
 
 def _dilate_box(mask: Any, grow: np.ndarray) -> Any:
@@ -249,7 +251,8 @@ def place_against_pleura(mask: Any, centre_in_box: tuple[int, int, int], site: t
             continue
         region = box_slices(offset, mask.shape)
         lung = lungs[region]
-        keep = lung | (dilate_mm(lung, rules.max_outside_mm, spacing_mm) & (hu[region] < rules.wall_hu))
+        near_lung = array_module(lung).isfinite(shell_distance_mm(~lung, spacing_mm, rules.max_outside_mm))
+        keep = lung | (near_lung & (hu[region] < rules.wall_hu))
         kept = float((mask & keep).sum()) / max(float(mask.sum()), 1.0)
         return Placement(offset, centre, True, inside / max(kept, 1e-9), tries,
                          tuple(float(v) for v in normal)), keep

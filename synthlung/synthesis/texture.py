@@ -24,7 +24,7 @@ import numpy as np
 from ..backend import array_module
 from ..components import label
 from ..hosts.noise import NoiseSpectrum, correlated_noise
-from ..morphology import deeper_than_mm, distance_mm, ndimage_for
+from ..morphology import deeper_than_mm, ndimage_for, shell_distance_mm
 
 DENOISE_VOX = 1.0
 """Sigma (voxels) of the Gaussian that takes the seed's own noise off inside the tumour."""
@@ -112,7 +112,8 @@ def continue_vessels(image: Any, host: Any, tumour: Any, spacing_mm: tuple[float
     running = xp.zeros(n + 1, dtype=bool)
     running[labels[vessel & ~tumour]] = True
     running[0] = False
-    depth = distance_mm(tumour, spacing_mm) - 0.5 * min(spacing_mm)
+    half = 0.5 * min(spacing_mm)  # depth is 0 half a voxel inside the surface; fade is 0 from shell_mm on
+    depth = shell_distance_mm(tumour, spacing_mm, float(shell_mm) + half) - half
     fade = xp.clip(2.0 - 2.0 * depth / float(shell_mm), 0.0, 1.0).astype(xp.float32)
     keep = running[labels] & tumour & (fade > 0)
     gain = xp.where(keep, fade, xp.float32(0.0))
