@@ -13,9 +13,10 @@ default (alpha blending, morph ranges, placement rules, burden).
 * ``morph`` vs ``elasticdeform`` (image linear + mask nearest) on a 96^3 seed; the
   figure to compare is time per output voxel (``extra_info["output_voxels"]``);
 * the array transform (lungs given, prepared host cached) vs ``synthesize``;
-* a MONAI pipeline per sample, with and without ``RandInsertTumorsd`` (plain
-  ``Dataset``: load every call; ``CacheDataset``: the loaded CT and lungs cached),
-  then a 96^3 crop, the HU window and a flip;
+* MONAI pipelines per sample, with and without ``RandInsertTumorsd`` (plain
+  ``Dataset``: load every call; ``CacheDataset``: the loaded volumes cached), then a
+  96^3 crop, the HU window and a flip: ``lean`` (CT and lungs, a random crop) and
+  ``segmentation`` (CT, label and lungs, ``RandCropByPosNegLabeld`` on the label);
 * writing a case's three NIfTI files: ``synthlung.save`` vs ``nib.save``; one case
   made and written as ``generate`` does (image, label, instances, record); ``generate``
   itself, 8 cases of 1-3 tumours from a one-host bank (host loading included).
@@ -187,34 +188,57 @@ def lungs_path(host, tmp_path_factory):
     return path
 
 
-def _pipeline(bank, insert: str) -> list:
-    """Load (cached by CacheDataset), then per sample: [insert], 96^3 crop, HU window, flips.
+@pytest.fixture(scope="module")
+def label_path(host, tmp_path_factory):
+    """The chest CT's tumour label: a healthy scan, so all background."""
+    path = tmp_path_factory.mktemp("label") / "chest_label.nii.gz"
+    save(host.image.with_array(np.zeros(host.image.shape, np.uint8, order="F")), path)
+    return path
 
-    Intensity scaling comes after the crop in both forms: insertion needs HU, and
-    scaling a patch costs less than scaling the CT.
-    """
-    from monai.transforms import (EnsureChannelFirstd, LoadImaged, RandFlipd, RandSpatialCropd,
-                                  ScaleIntensityRanged)
+
+def _insert(bank, insert: str) -> list:
     from synthlung.run.transforms import RandInsertTumorsd
-    keys = ["image", "lungs"]
+    return [] if insert == "without" else [RandInsertTumorsd(bank, SMALL, lungs_key="lungs", copy=insert == "copy")]
+
+
+def _pipeline(bank, insert: str, kind: str) -> list:
+    """Load (cached by CacheDataset), then per sample: [insert], a 96^3 crop, HU window, flips.
+
+    ``lean``: the CT and its lungs; a random crop of the image (and of the label the
+    insertion makes). ``segmentation``: the CT, its label and lungs, the crop centred
+    by ``RandCropByPosNegLabeld`` on the label (pos 1, neg 1; with insertion the
+    positives are the inserted tumours), image and label flipped alike. Intensity
+    scaling comes after the crop in both: insertion needs HU, and scaling a patch
+    costs less than scaling the CT.
+    """
+    from monai.transforms import (EnsureChannelFirstd, LoadImaged, RandCropByPosNegLabeld, RandFlipd,
+                                  RandSpatialCropd, ScaleIntensityRanged)
+    window = ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True)
+    if kind == "lean":
+        keys = ["image", "lungs"]
+        crop = RandSpatialCropd(["image"] if insert == "without" else ["image", "label"], roi_size=(96, 96, 96),
+                                random_size=False)
+        flip = RandFlipd(["image"], prob=0.5, spatial_axis=0)
+    else:
+        keys = ["image", "label", "lungs"]
+        crop = RandCropByPosNegLabeld(["image", "label"], label_key="label", spatial_size=(96, 96, 96), pos=1,
+                                      neg=1, num_samples=1)
+        flip = RandFlipd(["image", "label"], prob=0.5, spatial_axis=0)
     head = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys)]
-    middle = [] if insert == "without" else [RandInsertTumorsd(bank, SMALL, lungs_key="lungs", copy=insert == "copy")]
-    tail = [RandSpatialCropd(["image"] if insert == "without" else ["image", "label"], roi_size=(96, 96, 96),
-                             random_size=False),
-            ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True),
-            RandFlipd(["image"], prob=0.5, spatial_axis=0)]
-    return head + middle + tail
+    return head + _insert(bank, insert) + [crop, window, flip]
 
 
+@pytest.mark.filterwarnings("ignore:Num foregrounds 0")  # the healthy CT without insertion: no positives
+@pytest.mark.parametrize("kind", ["lean", "segmentation"])
 @pytest.mark.parametrize("dataset", ["Dataset", "CacheDataset"])
 @pytest.mark.parametrize("insert", ["without", "copy", "in place"],
                          ids=["without", "RandInsertTumorsd", "RandInsertTumorsd copy=False"])
-def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, dataset, insert):
+def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_path, dataset, insert, kind):
     from monai.data import CacheDataset, Dataset
     from monai.transforms import Compose
-    benchmark.group = f"MONAI {dataset}, per sample"
-    transform = Compose(_pipeline(bank, insert)).set_random_state(seed=0)
-    items = [{"image": str(ct_path), "lungs": str(lungs_path)}]
+    benchmark.group = f"MONAI {dataset}, {kind} pipeline, per sample"
+    transform = Compose(_pipeline(bank, insert, kind)).set_random_state(seed=0)
+    items = [{"image": str(ct_path), "lungs": str(lungs_path), **({"label": str(label_path)} if kind != "lean" else {})}]
     ds = Dataset(items, transform) if dataset == "Dataset" else CacheDataset(items, transform, progress=False)
     ds[0]  # warm-up: JIT, prepared host
     benchmark.pedantic(lambda: ds[0], rounds=11, iterations=1, warmup_rounds=1)

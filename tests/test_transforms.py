@@ -389,8 +389,9 @@ print(json.dumps({{"w0": [keys(0), keys(0)], "w2": [keys(2), keys(2)], "default"
 def test_copy_false_writes_the_same_case_into_the_input(ct, bank):
     args = dict(lungs=ct.lungs.array, label=ct.label.array, affine=ct.image.affine)
     want = RandInsertTumors(bank, CONFIG).set_random_state(seed=9)(ct.image.array, **args)
-    mine = torch.from_numpy(ct.image.array.copy())
-    got = RandInsertTumors(bank, CONFIG, copy=False).set_random_state(seed=9)(mine, **args)
+    mine, my_label = torch.from_numpy(ct.image.array.copy()), torch.from_numpy(ct.label.array.copy())
+    got = RandInsertTumors(bank, CONFIG, copy=False).set_random_state(seed=9)(mine, **{**args, "label": my_label})
     assert got[0] is mine and not np.array_equal(mine.numpy(), ct.image.array)
+    assert got[1] is my_label and not np.array_equal(my_label.numpy(), ct.label.array)  # label written in place too
     for a, b in zip(want, got):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
