@@ -16,7 +16,9 @@ default (alpha blending, morph ranges, placement rules, burden).
 * MONAI pipelines per sample, with and without ``RandInsertTumorsd`` (plain
   ``Dataset``: load every call; ``CacheDataset``: the loaded volumes cached), then a
   96^3 crop, the HU window and a flip: ``lean`` (CT and lungs, a random crop) and
-  ``segmentation`` (CT, label and lungs, ``RandCropByPosNegLabeld`` on the label);
+  ``segmentation`` (CT, label and lungs, ``RandCropByPosNegLabeld`` on the label) and
+  ``segmentation, indices`` (the crop given the label's voxel indices: ``FgBgToIndicesd``
+  cached without insertion, the transform's own with it);
 * writing a case's three NIfTI files: ``synthlung.save`` vs ``nib.save``; one case
   made and written as ``generate`` does (image, label, instances, record); ``generate``
   itself, 8 cases of 1-3 tumours from a one-host bank (host loading included).
@@ -196,9 +198,17 @@ def label_path(host, tmp_path_factory):
     return path
 
 
-def _insert(bank, insert: str) -> list:
+FG, BG = "label_fg_indices", "label_bg_indices"  # FgBgToIndicesd's keys for "label"
+
+
+def _insert(bank, insert: str, indices: bool) -> list:
+    from monai.transforms import FgBgToIndicesd
+
     from synthlung.run.transforms import RandInsertTumorsd
-    return [] if insert == "without" else [RandInsertTumorsd(bank, SMALL, lungs_key="lungs", copy=insert == "copy")]
+    if insert == "without":
+        return [FgBgToIndicesd("label")] if indices else []
+    keys = dict(fg_indices_key=FG, bg_indices_key=BG) if indices else {}
+    return [RandInsertTumorsd(bank, SMALL, lungs_key="lungs", copy=insert == "copy", **keys)]
 
 
 def _pipeline(bank, insert: str, kind: str) -> list:
@@ -207,9 +217,12 @@ def _pipeline(bank, insert: str, kind: str) -> list:
     ``lean``: the CT and its lungs; a random crop of the image (and of the label the
     insertion makes). ``segmentation``: the CT, its label and lungs, the crop centred
     by ``RandCropByPosNegLabeld`` on the label (pos 1, neg 1; with insertion the
-    positives are the inserted tumours), image and label flipped alike. Intensity
-    scaling comes after the crop in both: insertion needs HU, and scaling a patch
-    costs less than scaling the CT.
+    positives are the inserted tumours), image and label flipped alike, the crop
+    finding the label's voxels on every sample. ``segmentation, indices``: the same,
+    given the label's voxel indices: without insertion ``FgBgToIndicesd`` before the
+    cache (MONAI's own speed-up), with it the transform's ``fg_indices_key`` and
+    ``bg_indices_key``. Intensity scaling comes after the crop in all: insertion needs
+    HU, and scaling a patch costs less than scaling the CT.
     """
     from monai.transforms import (EnsureChannelFirstd, LoadImaged, RandCropByPosNegLabeld, RandFlipd,
                                   RandSpatialCropd, ScaleIntensityRanged)
@@ -221,15 +234,16 @@ def _pipeline(bank, insert: str, kind: str) -> list:
         flip = RandFlipd(["image"], prob=0.5, spatial_axis=0)
     else:
         keys = ["image", "label", "lungs"]
+        given = dict(fg_indices_key=FG, bg_indices_key=BG) if kind.endswith("indices") else {}
         crop = RandCropByPosNegLabeld(["image", "label"], label_key="label", spatial_size=(96, 96, 96), pos=1,
-                                      neg=1, num_samples=1)
+                                      neg=1, num_samples=1, **given)
         flip = RandFlipd(["image", "label"], prob=0.5, spatial_axis=0)
     head = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys)]
-    return head + _insert(bank, insert) + [crop, window, flip]
+    return head + _insert(bank, insert, kind.endswith("indices")) + [crop, window, flip]
 
 
 @pytest.mark.filterwarnings("ignore:Num foregrounds 0")  # the healthy CT without insertion: no positives
-@pytest.mark.parametrize("kind", ["lean", "segmentation"])
+@pytest.mark.parametrize("kind", ["lean", "segmentation", "segmentation, indices"])
 @pytest.mark.parametrize("dataset", ["Dataset", "CacheDataset"])
 @pytest.mark.parametrize("insert", ["without", "copy", "in place"],
                          ids=["without", "RandInsertTumorsd", "RandInsertTumorsd copy=False"])

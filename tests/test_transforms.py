@@ -278,7 +278,9 @@ def test_prepared_host_is_kept_per_image_and_gives_the_same_case(ct, bank):
     for a, b in zip(cached[:3], fresh[:3]):
         np.testing.assert_array_equal(a, b)
     assert cached.record == fresh.record
-    (kept,) = insert.hosts._items.values()  # no sample's memory stays referenced: a uint8 copy of the lungs
+    (entry,) = insert.hosts._items.values()  # no sample's memory stays referenced: a uint8 copy of the lungs
+    kept = entry.host
+    assert entry.label_indices is None  # made only for fg_indices_key/bg_indices_key
     assert kept.image is None and kept.tumors is None and kept.lungs.array.dtype == np.uint8
     assert not np.shares_memory(kept.lungs.array, ct.lungs.array)
     np.testing.assert_array_equal(kept.lungs.array, ct.lungs.array)
@@ -395,3 +397,35 @@ def test_copy_false_writes_the_same_case_into_the_input(ct, bank):
     assert got[1] is my_label and not np.array_equal(my_label.numpy(), ct.label.array)  # label written in place too
     for a, b in zip(want, got):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@needs_monai
+def test_crop_indices_are_monais_and_feed_its_positive_crops(ct, bank):
+    """fg/bg keys: the output label's foreground as FgBgToIndicesd finds it (own tumours and
+    inserted), the given label's background; RandCropByPosNegLabeld centres on them."""
+    from monai.transforms import Compose, RandCropByPosNegLabeld
+    from monai.transforms.utils import map_binary_to_indices
+    affine = ct.image.affine
+    data = {"image": _meta(ct.image.array, affine, filename_or_obj="ct3.nii.gz"),
+            "label": _meta(ct.label.array.astype(np.float32), affine), "lungs": _meta(ct.lungs.array, affine)}
+    insert = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs", instance_key="instances", fg_indices_key="fg",
+                               bg_indices_key="bg").set_random_state(seed=4)
+    own_fg, own_bg = (np.asarray(a) for a in map_binary_to_indices(data["label"]))
+    for _ in range(2):  # the second call reads the label's indices from the prepared host
+        out = insert(data)
+        fg, bg = out["fg"], out["bg"]
+        want_fg, _ = map_binary_to_indices(out["label"])
+        np.testing.assert_array_equal(np.sort(fg), np.asarray(want_fg))
+        assert fg.size > own_fg.size and not bg.flags.writeable
+        np.testing.assert_array_equal(bg, own_bg)  # the given label's background, inserted voxels in it
+    skipped = RandInsertTumorsd(bank, CONFIG, prob=0.0, lungs_key="lungs", fg_indices_key="fg",
+                                bg_indices_key="bg")(data)
+    np.testing.assert_array_equal(skipped["fg"], own_fg)
+    with pytest.raises(InputError, match="give both"):
+        RandInsertTumorsd(bank, fg_indices_key="fg")
+
+    crop = RandCropByPosNegLabeld(["image", "label", "instances"], label_key="label", spatial_size=(24, 24, 24),
+                                  pos=1, neg=0, num_samples=3, fg_indices_key="fg", bg_indices_key="bg")
+    patches = Compose([insert, crop]).set_random_state(seed=5)(data)
+    for patch in patches:
+        assert "fg" not in patch and (patch["label"] > 0).any()

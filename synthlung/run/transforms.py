@@ -32,8 +32,8 @@ Prepared hosts: the lungs, placement zone and distances of an image are made
 once and kept in a bounded cache (``host_cache`` hosts, least recently used
 out; each holds a uint8 lung mask, the zone, float32 distances and the zone's
 voxel list, about 6.6 bytes per CT voxel, 49 MB for a 233 x 167 x 191 chest CT,
-and no reference to any sample's memory) keyed by the image's identity: its
-source file name (a ``MetaTensor``'s ``filename_or_obj``), affine, and a digest of shape, dtype and
+4 more with ``fg_indices_key``'s label indices, and no reference to any sample's
+memory) keyed by the image's identity: its source file name (a ``MetaTensor``'s ``filename_or_obj``), affine, and a digest of shape, dtype and
 about 32768 voxels each of image, lungs and label (:func:`fingerprint`). The key
 survives the copies that data loaders make (``CacheDataset`` deep-copies its
 items), so a call then costs the synthesis only: one copy of the image (and of a
@@ -95,11 +95,13 @@ Example, a MONAI training loop (the host bank's lung masks save segmenting)::
     train = Compose([
         LoadImaged(keys=keys),
         EnsureChannelFirstd(keys=keys),
-        # each sample is the loader's own copy here, so copy=False may write into it
+        # each sample is the loader's own copy here, so copy=False may write into it; the
+        # label's voxel indices come with the insertion (no search of the whole label per sample)
         RandInsertTumorsd("seed_bank/", prob=0.5, patch_size=(96, 96, 96), lungs_key="lungs",
-                          instance_key="instances", copy=False),
+                          instance_key="instances", fg_indices_key="fg", bg_indices_key="bg", copy=False),
         RandCropByPosNegLabeld(["image", "label", "instances"], label_key="label",
-                               spatial_size=(96, 96, 96), pos=1, neg=1, num_samples=2),
+                               spatial_size=(96, 96, 96), pos=1, neg=1, num_samples=2,
+                               fg_indices_key="fg", bg_indices_key="bg"),
         # after the crop: a patch costs less to scale than the CT
         ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True),
     ]).set_random_state(seed=0)
@@ -324,6 +326,33 @@ def _window_host(host: Host, window: tuple[slice, slice, slice]) -> Host:
                 host.record)
 
 
+@dataclasses.dataclass
+class _Prepared:
+    """A host cache entry: the prepared host (no sample's arrays) and, made on first request, the
+    flat indices of the given label's foreground and background (read-only, see ``crop_indices``)."""
+
+    host: Host
+    label_indices: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _index_dtype(size: int) -> type:
+    return np.int32 if size < 2**31 else np.int64
+
+
+def _label_indices(label: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Flat C-order indices (over ``shape``, as MONAI ravels a channel's array) of ``label > 0``
+    and of the rest, NumPy int32 (int64 from 2^31 voxels), read-only; all background without a label."""
+    size = int(np.prod(shape))
+    if label is None:
+        fg, bg = np.zeros(0, _index_dtype(size)), np.arange(size, dtype=_index_dtype(size))
+    else:
+        tumour = asnumpy(label > 0).ravel(order="C")
+        fg, bg = (np.flatnonzero(m).astype(_index_dtype(size)) for m in (tumour, ~tumour))
+    for a in (fg, bg):
+        a.flags.writeable = False
+    return fg, bg
+
+
 def _tumor_boxes(record: dict) -> list[tuple[slice, slice, slice]]:
     return [tuple(slice(o, o + n) for o, n in zip(t["offset_voxels"], t["box_shape"])) for t in record["tumors"]]
 
@@ -373,6 +402,8 @@ class RandInsertTumors(RandomizableTransform):
         self.zone_kw = dict(zone_kw or {})
         self.key: list[int] | None = None
         self.last_record: dict | None = None  # the record of the latest __call__
+        self.want_indices = False  # keep the label's crop indices in the host cache (see crop_indices)
+        self._entry: _Prepared | None = None  # the host cache entry of the latest host lookup
 
     def randomize(self, data: Any = None) -> None:
         """Draw, from ``R``, whether to insert and the key of this call's generator."""
@@ -419,16 +450,45 @@ class RandInsertTumors(RandomizableTransform):
         name = str(source or type(image).__name__)
         tumors = None if tumor_arr is None else Volume(tumor_arr, aff)
 
-        def prepare() -> Host:
+        def prepare() -> _Prepared:
             made = make_host(Volume(arr, aff), tumors, host_id=name,
                              lungs=None if lung_arr is None else Volume(lung_arr, aff), **self.zone_kw)
             # kept without this call's image and label (each call brings its own) and with the lungs
             # as uint8 (a loader gives float32): no reference to a sample's memory stays in the cache
             lungs_u8 = made.lungs.with_array(array_module(arr).array(made.lungs.array, dtype=np.uint8, copy=True))
-            return dataclasses.replace(made, image=None, lungs=lungs_u8, tumors=None)
+            return _Prepared(dataclasses.replace(made, image=None, lungs=lungs_u8, tumors=None))
 
         key = (name, aff.tobytes(), fingerprint(arr), fingerprint(lung_arr), fingerprint(tumor_arr))
-        return dataclasses.replace(self.hosts.get(key, prepare), image=Volume(arr, aff), tumors=tumors)
+        self._entry = self.hosts.get(key, prepare)
+        if self._entry.label_indices is None and self.want_indices:
+            self._entry.label_indices = _label_indices(tumor_arr, tuple(arr.shape))
+        return dataclasses.replace(self._entry.host, image=Volume(arr, aff), tumors=tumors)
+
+    def crop_indices(self, inserted: Inserted) -> tuple[np.ndarray, np.ndarray]:
+        """Flat indices of the latest call's label foreground and background, for MONAI's
+        ``RandCropByPosNegLabeld(fg_indices_key=..., bg_indices_key=...)``: C order over (X, Y, Z),
+        as ``FgBgToIndicesd`` makes them, NumPy int32 (int64 from 2^31 voxels), on the CPU.
+
+        The given label's own indices are found once per prepared host (with ``want_indices``
+        set: 4 bytes a voxel more in the cache) and kept read-only; each call adds only its
+        inserted tumours' voxels to the foreground (their boxes). The background is the given
+        label's, so it still holds the inserted voxels: a negative patch is centred on one
+        with the odds of their share of the background (about 1e-4 for one small tumour in
+        a 7 Mvoxel CT); MONAI's negative patches are not tumour-free anyway. ``label > 0`` is
+        foreground, as in ``FgBgToIndicesd`` without an image threshold.
+        """
+        if self._entry is None or self._entry.label_indices is None:
+            raise RuntimeError("crop_indices needs a call first, with want_indices=True")
+        fg, bg = self._entry.label_indices
+        record, instances = inserted.record, inserted.instances
+        if not record.get("tumors"):
+            return fg, bg
+        arr, _ = _view3d(instances, "instances")
+        shape, added = tuple(arr.shape), [fg]
+        for box, tumor in zip(_tumor_boxes(record), record["tumors"]):  # boxes may overlap: by instance id
+            ijk = np.nonzero(asnumpy(arr[box]) == tumor["instance"])
+            added.append(np.ravel_multi_index(tuple(i + b.start for i, b in zip(ijk, box)), shape).astype(fg.dtype))
+        return np.concatenate(added), bg
 
     def apply(self, image: Any, lungs: Any = None, label: Any = None, affine: Any = None,
               source: str | None = None) -> Inserted:
@@ -494,17 +554,31 @@ class RandInsertTumorsd(RandomizableTransform, MapTransform):
     batches collate), under ``record_key`` when those are given. The label's own
     tumors are kept and excluded from placement. ``config``, ``zone_kw``,
     ``host_cache``, ``patch_size`` and ``copy``: as for :class:`RandInsertTumors`.
+
+    ``fg_indices_key`` and ``bg_indices_key`` (give both): write the output label's
+    foreground and background voxel indices there, for ``RandCropByPosNegLabeld`` with
+    the same keys, which then does not search the whole label on every sample (as
+    ``FgBgToIndicesd`` before a cache would, but a label that changes every sample cannot
+    be cached). The given label's own indices are kept with the prepared host and each
+    sample adds its inserted tumours (:meth:`RandInsertTumors.crop_indices`, which says
+    what the background holds); calls that insert nothing write the label's own.
     """
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,
                  prob: float = 1.0, zone_kw: dict | None = None, host_cache: int = 8, patch_size: Any = None,
                  copy: bool = True, *, image_key: str = "image", label_key: str = "label", lungs_key: str | None = None,
-                 instance_key: str | None = None, record_key: str | None = None, allow_missing_keys: bool = False):
+                 instance_key: str | None = None, record_key: str | None = None, fg_indices_key: str | None = None,
+                 bg_indices_key: str | None = None, allow_missing_keys: bool = False):
         MapTransform.__init__(self, [image_key, label_key], allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
+        if (fg_indices_key is None) != (bg_indices_key is None):
+            raise InputError("fg_indices_key and bg_indices_key: give both (RandCropByPosNegLabeld reads them "
+                             "together) or neither")
         self.image_key, self.label_key, self.lungs_key = image_key, label_key, lungs_key
         self.instance_key, self.record_key = instance_key, record_key
+        self.fg_indices_key, self.bg_indices_key = fg_indices_key, bg_indices_key
         self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size, copy)
+        self.inserter.want_indices = fg_indices_key is not None
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
         """Seed this transform and its array form alike; returns self."""
@@ -524,11 +598,15 @@ class RandInsertTumorsd(RandomizableTransform, MapTransform):
                 return d
             raise KeyError(f"key {self.image_key!r} is not in the data (keys: {', '.join(map(str, d))})")
         image, label = d[self.image_key], d.get(self.label_key)
+        lungs = d[self.lungs_key] if self.lungs_key is not None else None
         if self._do_transform:
-            lungs = d[self.lungs_key] if self.lungs_key is not None else None
             out = self.inserter.apply(image, lungs, label)
         else:
+            if self.fg_indices_key is not None:
+                self.inserter.host(image, lungs, label)  # the label's own indices, kept with its host
             out = unchanged(image, label, self.inserter.key)
+        if self.fg_indices_key is not None:
+            d[self.fg_indices_key], d[self.bg_indices_key] = self.inserter.crop_indices(out)
         d[self.image_key], d[self.label_key] = out.image, out.label
         if self.instance_key is not None:
             d[self.instance_key] = out.instances
