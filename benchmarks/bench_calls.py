@@ -255,7 +255,8 @@ def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_p
     items = [{"image": str(ct_path), "lungs": str(lungs_path), **({"label": str(label_path)} if kind != "lean" else {})}]
     ds = Dataset(items, transform) if dataset == "Dataset" else CacheDataset(items, transform, progress=False)
     ds[0]  # warm-up: JIT, prepared host
-    benchmark.pedantic(lambda: ds[0], rounds=11, iterations=1, warmup_rounds=1)
+    # a cached sample costs 10-60 ms and varies more on this VM than a loaded one: more rounds
+    benchmark.pedantic(lambda: ds[0], rounds=11 if dataset == "Dataset" else 41, iterations=1, warmup_rounds=1)
 
 
 # ---------------------------------------------------------------- writing

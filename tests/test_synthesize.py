@@ -72,6 +72,21 @@ def test_same_key_same_case_other_key_other_case(host, seed_bank):
     assert not np.array_equal(a.image.array, c.image.array)
 
 
+def test_label_map_given_gets_the_same_tumours_and_keeps_its_own_values(host, seed_bank):
+    from synthlung.errors import InputError
+    config = SynthesisConfig(n_tumors=(2,))
+    want = synthesize(host, seed_bank, case_rng(4, 0), config)
+    mine = np.where(host.tumors.array > 0, 7.0, 0.0).astype(np.float32)  # the caller's own label values
+    got = synthesize(host, seed_bank, case_rng(4, 0), config, label_map=mine)
+    assert got.label.array is mine and got.record == want.record
+    np.testing.assert_array_equal(got.image.array, want.image.array)
+    np.testing.assert_array_equal(got.instances.array, want.instances.array)
+    np.testing.assert_array_equal(mine > 0, want.label.array > 0)
+    assert (mine[host.tumors.array > 0] == 7).all() and (mine[got.instances.array > 0] == 1).all()
+    with pytest.raises(InputError, match="label_map shape"):
+        synthesize(host, seed_bank, case_rng(4, 0), config, label_map=mine[1:])
+
+
 def test_nothing_fits_is_recorded_not_looped(host, seed_bank):
     from synthlung.synthesis.placement import PlacementRules
     config = SynthesisConfig(n_tumors=(2,), placement=PlacementRules(min_inside_fraction=1.01, max_tries=5),

@@ -137,8 +137,7 @@ from ..hosts import Host, make_host
 from ..hosts.noise import host_noise
 from ..lru import LRUCache
 from ..seeds import SeedBank
-from ..synthesis.case import SynthesisConfig, centre_sampler, memory_order, synthesize
-from ..synthesis.insertion import TUMOR_CLASS
+from ..synthesis.case import SynthesisConfig, centre_sampler, memory_order, synthesize, zero_map
 from ..volume import Volume
 
 __all__ = ["HAVE_MONAI", "Inserted", "RandInsertTumors", "RandInsertTumorsd", "unchanged"]
@@ -506,10 +505,20 @@ class RandInsertTumors(RandomizableTransform):
                 host_noise(host)  # measured on the whole host, before it is cut
             window = patch_window(host, self.patch_size, rng)
         cut = host if window is None else _window_host(host, window)
-        case = synthesize(cut, self.seed_bank, rng, self.config, key=self.key, inplace=not self.copy,
-                          instance_dtype=_instance_dtype(image))
-        record = case.record if window is None else _window_record(case.record, window)
         xp, order = array_module(arr), memory_order(arr)
+        if label is not None:  # the given label (or with copy=False the label itself) gets the tumours
+            given, label_channel = _view3d(label, "label")
+            out_label, target = (given if not self.copy else xp.array(given, copy=True, order="K")), label
+        elif window is not None:  # zeros of the whole volume; the window's part is written
+            out_label, label_channel, target = zero_map(xp, arr.shape, np.uint8, order), channel, image
+        else:  # synthesize's own label map is the output
+            out_label, label_channel, target = None, channel, image
+        case = synthesize(cut, self.seed_bank, rng, self.config, key=self.key, inplace=not self.copy,
+                          instance_dtype=_instance_dtype(image),
+                          label_map=None if out_label is None else out_label if window is None else out_label[window])
+        record = case.record if window is None else _window_record(case.record, window)
+        if out_label is None:
+            out_label = case.label.array
         if not self.copy:
             out_image = image  # written in place: the tumours' boxes
         elif window is None:
@@ -520,18 +529,9 @@ class RandInsertTumors(RandomizableTransform):
             out_image = _restore(full, image, channel)
         if window is None:
             instances = case.instances.array
-        else:  # the window's maps into zeros of the whole volume
-            instances = xp.zeros(arr.shape, dtype=case.instances.array.dtype, order=order)
+        else:  # the window's map into zeros of the whole volume
+            instances = zero_map(xp, arr.shape, case.instances.array.dtype, order)
             instances[window] = case.instances.array
-        if label is None:
-            out_label = case.label.array if window is None else xp.zeros(arr.shape, dtype=np.uint8, order=order)
-            label_channel, target = channel, image
-        else:  # the given label, or with copy=False the label itself, gets the inserted tumours
-            given, label_channel = _view3d(label, "label")
-            out_label, target = (given if not self.copy else xp.array(given, copy=True, order="K")), label
-        if label is not None or window is not None:  # else synthesize's label map is the output
-            for box in _tumor_boxes(record):  # only the inserted tumours' boxes change
-                xp.copyto(out_label[box], TUMOR_CLASS, where=instances[box] > 0)
         label_out = label if label is not None and not self.copy else _restore(out_label, target, label_channel)
         return Inserted(out_image, label_out, _restore(instances, image, channel), {"applied": True, **record})
 

@@ -433,7 +433,7 @@ class _Planner:
 
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
                config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False,
-               instance_dtype: Any = np.uint16) -> Case:
+               instance_dtype: Any = np.uint16, label_map: Any = None) -> Case:
     """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
 
     ``host`` is a :class:`synthlung.hosts.Host` (arrays on NumPy or CuPy),
@@ -442,14 +442,21 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
     ``inplace``: write the tumors into ``host.image.array`` itself (only their
     blending boxes change) instead of a copy, for a caller whose host image is
     its own copy already (a data loader's sample). ``instance_dtype``: of the
-    instance map (uint16; the torch transforms ask for int32).
+    instance map (uint16; the torch transforms ask for int32). ``label_map``: a
+    label array of the host's grid (any dtype, the host's own tumors already in it)
+    that the inserted tumors are written into, instead of a new uint8 map made from
+    ``host.tumors`` (a whole-volume pass): for a caller that has its label already.
     """
     config = config or SynthesisConfig()
     xp = host.image.xp
     # one copy at most, in the host's memory order
     image = host.image.array if inplace else xp.array(host.image.array, copy=True, order="K")
     order = memory_order(image)
-    if host.tumors is not None:
+    if label_map is not None:
+        if tuple(label_map.shape) != tuple(image.shape):
+            raise InputError(f"label_map shape {tuple(label_map.shape)} differs from the host's {tuple(image.shape)}")
+        label = label_map
+    elif host.tumors is not None:
         label = (host.tumors.array > 0).astype(np.uint8, order=order)  # True is TUMOR_CLASS (1)
     else:
         label = zero_map(xp, image.shape, np.uint8, order)
