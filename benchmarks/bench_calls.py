@@ -252,7 +252,8 @@ def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_p
     from monai.transforms import Compose
     benchmark.group = f"MONAI {dataset}, {kind} pipeline, per sample"
     transform = Compose(_pipeline(bank, insert, kind)).set_random_state(seed=0)
-    items = [{"image": str(ct_path), "lungs": str(lungs_path), **({"label": str(label_path)} if kind != "lean" else {})}]
+    item = {"image": str(ct_path), "lungs": str(lungs_path)}
+    items = [item if kind == "lean" else {**item, "label": str(label_path)}]
     ds = Dataset(items, transform) if dataset == "Dataset" else CacheDataset(items, transform, progress=False)
     ds[0]  # warm-up: JIT, prepared host
     # a cached sample costs 10-60 ms and varies more on this VM than a loaded one: more rounds

@@ -32,8 +32,9 @@ Prepared hosts: the lungs, placement zone and distances of an image are made
 once and kept in a bounded cache (``host_cache`` hosts, least recently used
 out; each holds a uint8 lung mask, the zone, float32 distances and the zone's
 voxel list, about 6.6 bytes per CT voxel, 49 MB for a 233 x 167 x 191 chest CT,
-4 more with ``fg_indices_key``'s label indices, and no reference to any sample's
-memory) keyed by the image's identity: its source file name (a ``MetaTensor``'s ``filename_or_obj``), affine, and a digest of shape, dtype and
+4 bytes a voxel more with ``fg_indices_key``'s label indices, and no reference to
+any sample's memory) keyed by the image's identity: its source file name (a
+``MetaTensor``'s ``filename_or_obj``), affine, and a digest of shape, dtype and
 about 32768 voxels each of image, lungs and label (:func:`fingerprint`). The key
 survives the copies that data loaders make (``CacheDataset`` deep-copies its
 items), so a call then costs the synthesis only: one copy of the image (and of a
