@@ -19,6 +19,8 @@ offsets for a shell of a couple of voxels).
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -38,17 +40,25 @@ def reference(mask, spacing_mm, reach_mm):
 
 def ball_offsets(spacing_mm, reach_mm) -> tuple[np.ndarray, np.ndarray]:
     """The voxel offsets (K, 3) within ``reach_mm`` (mm) of a voxel, itself excluded, nearest first,
-    and their float32 lengths (mm)."""
-    spacing = np.asarray(spacing_mm, dtype=np.float64)
-    if spacing.shape != (3,) or not np.all(spacing > 0) or not reach_mm >= 0:
+    and their float32 lengths (mm); read-only, made once per spacing and reach."""
+    spacing = tuple(float(v) for v in np.asarray(spacing_mm, dtype=np.float64).ravel())
+    if len(spacing) != 3 or not min(spacing) > 0 or not reach_mm >= 0:
         raise InputError(f"shell_distance needs 3 spacings > 0 mm and a reach >= 0 mm, got {spacing_mm} "
                          f"and {reach_mm}")
-    r = np.floor(float(reach_mm) / spacing).astype(np.int64)
+    return _ball(spacing, float(reach_mm))
+
+
+@functools.cache
+def _ball(spacing: tuple[float, float, float], reach_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    r = np.floor(reach_mm / np.asarray(spacing)).astype(np.int64)
     offsets = (np.indices(tuple(2 * r + 1)) - r[:, None, None, None]).reshape(3, -1).T
-    length = np.sqrt(((offsets * spacing) ** 2).sum(axis=1))
-    keep = (length > 0) & (length <= float(reach_mm))
-    order = np.argsort(length[keep], kind="stable")
-    return offsets[keep][order], length[keep][order].astype(np.float32)
+    squared = ((offsets * np.asarray(spacing)) ** 2).sum(axis=1)
+    keep = (squared > 0) & (squared <= reach_mm ** 2)
+    order = np.argsort(squared[keep], kind="stable")
+    offsets, lengths = offsets[keep][order], np.sqrt(squared[keep][order]).astype(np.float32)
+    for a in (offsets, lengths):
+        a.flags.writeable = False
+    return offsets, lengths
 
 
 def shell_distance_op(padded, steps, lengths, f):
@@ -89,7 +99,7 @@ def _prepare(xp, mask, spacing_mm, reach_mm):
     padded[tuple(slice(p, p + n) for n, p in zip(view.shape, pad))] = view
     steps = (offsets[:, 0] * padded.shape[1] + offsets[:, 1]) * padded.shape[2] + offsets[:, 2]
     out = xp.empty(view.shape, dtype=np.float32)
-    return padded.ravel(), xp.asarray(steps.astype(np.int64)), xp.asarray(lengths), pad, out, perm
+    return padded.ravel(), xp.asarray(steps.astype(np.int64)), xp.array(lengths), pad, out, perm
 
 
 def cpu(mask, spacing_mm, reach_mm):

@@ -62,10 +62,11 @@ def deeper_than_mm(mask: Any, depth_mm: float, spacing_mm: tuple[float, float, f
     offsets within ``depth_mm`` (>= 0): for the shallow depths of a tumour's box, a fraction of the
     transform's cost. Voxels beyond the array edge do not count as outside (as in :func:`distance_mm`)."""
     xp = array_module(mask)
-    spacing = np.asarray(spacing_mm, dtype=np.float64)
-    reach = np.floor(float(depth_mm) / spacing).astype(int)
-    offsets = np.indices(tuple(2 * reach + 1)) - reach[:, None, None, None]
-    ball = ((offsets * spacing[:, None, None, None]) ** 2).sum(axis=0) <= float(depth_mm) ** 2
+    offsets, _ = shell_distance.ball_offsets(spacing_mm, depth_mm)
+    reach = np.floor(float(depth_mm) / np.asarray(spacing_mm, dtype=np.float64)).astype(int)
+    ball = np.zeros(tuple(2 * reach + 1), dtype=bool)
+    ball[tuple(reach)] = True
+    ball[tuple((offsets + reach).T)] = True
     return ndimage_for(xp).binary_erosion(mask.astype(bool), xp.asarray(ball), border_value=1)
 
 
