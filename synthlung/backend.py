@@ -84,10 +84,13 @@ def array_module(x: Any) -> Any:
 def to_array(x: Any) -> Any:
     """A NumPy or CuPy view of ``x``; torch tensors are shared through DLPack, never copied."""
     if _is_torch(x):
+        import torch
+        # a subclass (MONAI's MetaTensor) as a plain tensor first: its detach would copy metadata
+        x = (x if type(x) is torch.Tensor else x.as_subclass(torch.Tensor)).detach()
         if x.device.type == "cuda":
             cupy = optional_import("cupy", "cuda12", "CUDA torch tensors")
-            return cupy.from_dlpack(x.detach())
-        return np.from_dlpack(x.detach())
+            return cupy.from_dlpack(x)
+        return np.from_dlpack(x)
     if _is_cupy(x) or isinstance(x, np.ndarray):
         return x
     return np.asarray(x)

@@ -119,6 +119,8 @@ def test_compose_dict_metatensor(ct, bank):
     for x in (image, label, instances):
         assert isinstance(x, MetaTensor) and x.shape == (1, *SHAPE)
         assert np.allclose(x.affine.numpy(), affine)
+        # the input's metadata copied, not shared: a later transform's edit stays in its own tensor
+        assert x.meta is not data["image"].meta and x.applied_operations is not data["image"].applied_operations
     assert image.meta["filename_or_obj"] == "ct3.nii.gz" and label.dtype == torch.float32
     record = json.loads(out["record"])
     assert record["applied"] and record["host"]["id"] == "ct3.nii.gz"
