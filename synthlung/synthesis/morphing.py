@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -298,25 +298,44 @@ SEED_FACTS_KEPT = 256
 _FACTS = LRUCache(SEED_FACTS_KEPT)
 
 
-def _seed_facts(seed: Any) -> tuple[list[np.ndarray], np.ndarray, float, tuple[slice, ...] | None]:
-    """What :func:`morph` reads from a seed whatever the parameters: mask profiles, mask
-    centroid (world mm), border median HU and the soft mask's bounding box (None when
-    empty). Made once per seed and kept, keyed by the identity of its mask, image and
-    soft-mask arrays (alive, checked by weak reference) and the mask's affine: a seed's
-    arrays are read, never changed in place."""
+class _SeedFacts(NamedTuple):
+    """What :func:`morph` reads from a seed whatever the parameters (all read-only)."""
+
+    profiles: list[np.ndarray]  # mask profiles along each axis
+    centre: np.ndarray  # mask centroid, world mm
+    fill: float  # border median HU
+    support: tuple[slice, ...] | None  # the soft mask's bounding box (None when empty)
+    mask_lo: np.ndarray  # the mask's bounding box, first and last voxel per axis (float64)
+    mask_hi: np.ndarray
+    mask_crop: np.ndarray  # the mask in that box, float32 (NumPy)
+    crop_corners: np.ndarray  # (8, 3): the box's outer corners, world mm relative to ``centre``
+    mask_inv: np.ndarray  # the mask's world -> voxel matrix (4x4)
+
+
+def _seed_facts(seed: Any) -> _SeedFacts:
+    """The seed's :class:`_SeedFacts`, made once per seed and kept, keyed by the identity of
+    its mask, image and soft-mask arrays (alive, checked by weak reference) and the mask's
+    affine: a seed's arrays are read, never changed in place."""
     arrays = (seed.mask.array, seed.image.array, seed.soft_mask.array)
     key = (*map(id, arrays), np.asarray(seed.mask.affine, dtype=np.float64).tobytes())
 
-    def make() -> tuple[Any, tuple[list[np.ndarray], np.ndarray, float, tuple[slice, ...] | None]]:
+    def make() -> tuple[Any, _SeedFacts]:
         profiles = _mask_profiles(seed.mask)
         try:
             refs = tuple(weakref.ref(a) for a in arrays)
         except TypeError:  # an array type without weak references: not kept
             refs = None
         centre = _centroid_world(seed.mask, profiles)
-        for kept in (*profiles, centre):
+        lo = np.array([np.flatnonzero(p)[0] for p in profiles], dtype=np.float64)
+        hi = np.array([np.flatnonzero(p)[-1] for p in profiles], dtype=np.float64)
+        crop = asnumpy(seed.mask.array[tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))]).astype(np.float32)
+        corners = np.stack(np.meshgrid(*[[a - 0.5, b + 0.5] for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
+        facts = _SeedFacts(profiles, centre, border_median(seed.image.array), bounding_box(seed.soft_mask.array > 0),
+                           lo, hi, crop, seed.mask.voxel_to_world(corners) - centre,
+                           np.linalg.inv(np.asarray(seed.mask.affine, dtype=np.float64)))
+        for kept in (*profiles, centre, lo, hi, crop, facts.crop_corners, facts.mask_inv):
             kept.flags.writeable = False
-        return refs, (profiles, centre, border_median(seed.image.array), bounding_box(seed.soft_mask.array > 0))
+        return refs, facts
 
     refs, facts = _FACTS.get(key, make)
     if refs is None or any(r() is not a for r, a in zip(refs, arrays)):
@@ -349,8 +368,8 @@ VOLUME_SAMPLES = 16
 """Quadrature points per axis of the elastic volume correction (see :func:`_elastic_volume_factor`)."""
 
 
-def _elastic_volume_factor(seed: Any, profiles: list[np.ndarray], centre: np.ndarray, lin: np.ndarray,
-                           ctrl: np.ndarray, lattice_lin: np.ndarray, step: np.ndarray) -> float:
+def _elastic_volume_factor(facts: _SeedFacts, lin: np.ndarray, ctrl: np.ndarray, lattice_lin: np.ndarray,
+                           step: np.ndarray) -> float:
     """Isotropic factor on ``lin`` that makes the elastic field volume-neutral over the tumour.
 
     The pulled-back field maps the tumour's volume by the mean of
@@ -367,14 +386,10 @@ def _elastic_volume_factor(seed: Any, profiles: list[np.ndarray], centre: np.nda
     hold it to 5e-4 and 5e-3).
     """
     from synthlung.kernels.warp import inverse_jacobian_mean
-    lo = np.array([np.flatnonzero(p)[0] for p in profiles], dtype=np.float64)
-    hi = np.array([np.flatnonzero(p)[-1] for p in profiles], dtype=np.float64)
-    crop = asnumpy(seed.mask.array[tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))]).astype(np.float32)
     n = np.asarray(ctrl.shape[1:])
     lattice_inv = np.linalg.inv(lattice_lin)
     to_u = lattice_inv @ lin / step[:, None]  # seed-relative world mm -> control grid units
-    corners = np.stack(np.meshgrid(*[[a - 0.5, b + 0.5] for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
-    u_corners = (seed.mask.voxel_to_world(corners) - centre) @ to_u.T + (n - 1) / 2
+    u_corners = facts.crop_corners @ to_u.T + (n - 1) / 2
     u0, u1 = u_corners.min(axis=0), u_corners.max(axis=0)
     du = (u1 - u0) / VOLUME_SAMPLES
     axes = u0[:, None] + (np.arange(VOLUME_SAMPLES) + 0.5) * du[:, None]
@@ -382,11 +397,11 @@ def _elastic_volume_factor(seed: Any, profiles: list[np.ndarray], centre: np.nda
     from_u = np.linalg.inv(to_u)
     to_world = np.eye(4)
     to_world[:3, :3] = from_u * du
-    to_world[:3, 3] = from_u @ (u0 + 0.5 * du - (n - 1) / 2) + centre
-    to_mask = (np.linalg.inv(np.asarray(seed.mask.affine, dtype=np.float64)) @ to_world)[:3]
-    to_mask[:, 3] -= lo
+    to_world[:3, 3] = from_u @ (u0 + 0.5 * du - (n - 1) / 2) + facts.centre
+    to_mask = (facts.mask_inv @ to_world)[:3]
+    to_mask[:, 3] -= facts.mask_lo
     mean = inverse_jacobian_mean(np.ascontiguousarray(ctrl, dtype=np.float64), axes, np.asarray(step, np.float64),
-                                 lattice_inv, to_mask, crop)
+                                 lattice_inv, to_mask, facts.mask_crop)
     return float(mean ** (-1.0 / 3.0))
 
 
@@ -430,7 +445,8 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     from synthlung.kernels import warp
 
     seed_affine = np.asarray(seed.image.affine, dtype=np.float64)
-    profiles, centre, fill, support = _seed_facts(seed)
+    facts = _seed_facts(seed)
+    centre, fill, support = facts.centre, facts.fill, facts.support
     moved_centre = centre + np.asarray(params.translation_mm)
     lattice = _lattice(target, params, seed_affine)
     lattice_inv = np.linalg.inv(lattice)
@@ -440,7 +456,7 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     lin = params.linear()
     volume_factor = 1.0
     if ctrl is not None:
-        volume_factor = _elastic_volume_factor(seed, profiles, centre, lin, ctrl, lattice[:3, :3], step)
+        volume_factor = _elastic_volume_factor(facts, lin, ctrl, lattice[:3, :3], step)
         lin = lin * volume_factor
     forward = np.eye(4)
     forward[:3, :3] = lin
