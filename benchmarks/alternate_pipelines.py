@@ -1,0 +1,77 @@
+"""What ``RandInsertTumorsd`` adds per sample to a MONAI ``CacheDataset`` pipeline, samples alternated.
+
+``bench_calls.py`` times each pipeline in a block of rounds, one after another; on
+this project's shared 2-core VM the machine drifts between blocks by tens of
+percent, more than the difference measured. Here the same pipelines (``bench_calls``'s
+``_pipeline``: ``lean``, ``segmentation``, ``segmentation, indices``; insertion with
+``copy=False``) take turns sample by sample, so drift hits both alike. Printed per
+pipeline: 10th percentile and median per sample (ms) without and with insertion,
+and what insertion adds (%).
+
+    python -m benchmarks.alternate_pipelines [samples] [threads]
+
+``samples`` per pipeline and variant (default 200); ``threads``: Numba threads
+(default: Numba's own, 2 here; 1 is how the transform runs in DataLoader workers).
+Data from ``$SYNTHLUNG_TEST_DATA`` or ``../shared/data``; allocator pinned as in
+``bench_calls``.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_calls import _pipeline
+from benchmarks.conftest import DATA_DIR
+from synthlung.io import load, save
+from synthlung.seeds import SeedBank, extract_seeds
+
+KINDS = ("lean", "segmentation", "segmentation, indices")
+
+
+def _items(root: Path) -> tuple[SeedBank, dict]:
+    """lung1's seed bank; the chest CT with its lungs (and an all-background label) as files."""
+    from synthlung.hosts import make_host
+    ct_path = DATA_DIR / "totalseg-chest" / "chest_ct.nii.gz"
+    host = make_host(load(ct_path), host_id="chest")
+    save(host.lungs, root / "lungs.nii.gz")
+    save(host.image.with_array(np.zeros(host.image.shape, np.uint8, order="F")), root / "label.nii.gz")
+    lung1 = DATA_DIR / "pyradiomics-lung1"
+    seeds = extract_seeds(load(lung1 / "lung1_image.nrrd"), load(lung1 / "lung1_label.nrrd"), case_id="lung1")
+    item = {"image": str(ct_path), "lungs": str(root / "lungs.nii.gz")}
+    return SeedBank.write(seeds, root / "seeds"), {"lean": item, "label": {**item, "label": str(root / "label.nii.gz")}}
+
+
+def main(samples: int = 200, threads: int | None = None) -> None:
+    from monai.data import CacheDataset
+    from monai.transforms import Compose
+    if threads is not None:
+        import numba
+        numba.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        bank, items = _items(Path(tmp))
+        print("| pipeline | without: p10; median (ms) | with insertion | adds: p10; median |")
+        print("| --- | ---: | ---: | ---: |")
+        for kind in KINDS:
+            item = items["lean" if kind == "lean" else "label"]
+            sets = [CacheDataset([item], Compose(_pipeline(bank, insert, kind)).set_random_state(seed=0),
+                                 progress=False) for insert in ("without", "in place")]
+            for ds in sets:
+                for _ in range(3):  # JIT, prepared host
+                    ds[0]
+            times = [[], []]
+            for _ in range(samples):
+                for ds, spent in zip(sets, times):
+                    start = time.perf_counter()
+                    ds[0]
+                    spent.append(time.perf_counter() - start)
+            (p10a, meda), (p10b, medb) = (np.percentile(np.array(t) * 1e3, [10, 50]) for t in times)
+            print(f"| {kind} | {p10a:.2f}; {meda:.2f} | {p10b:.2f}; {medb:.2f} "
+                  f"| {100 * (p10b / p10a - 1):+.0f} %; {100 * (medb / meda - 1):+.0f} % |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200, int(sys.argv[2]) if len(sys.argv) > 2 else None)
