@@ -21,7 +21,11 @@ default (alpha blending, morph ranges, placement rules, burden).
   cached without insertion, the transform's own with it);
 * writing a case's three NIfTI files: ``synthlung.save`` vs ``nib.save``; one case
   made and written as ``generate`` does (image, label, instances, record); ``generate``
-  itself, 8 cases of 1-3 tumours from a one-host bank (host loading included).
+  itself, 8 cases of 1-3 tumours from a one-host bank (host loading included); the CLI,
+  ``synthlung generate`` in a new process, 24 cases, one and two worker processes;
+* TorchIO, per sample of a ``SubjectsDataset`` holding the loaded subject (deep-copied
+  per sample): the HU window and a flip, with and without ``RandomInsertTumors``, and
+  with the wrapper users wrote before it (``synthesize`` on a host made every call).
 
 The process's allocator is pinned first (glibc: no trimming, mmap only from 32 MB):
 ``CacheDataset`` deep-copies its cached item (here 60 MB) for every sample, and
@@ -325,3 +329,78 @@ def test_generate_8_cases(benchmark, banks, tmp_path_factory):
     done = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
     assert len(done) == 8 and all(e["tumors_inserted"] >= 1 for e in done)
     benchmark.extra_info["cases"] = 8
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cli_generate_24_cases(benchmark, banks, tmp_path_factory, workers):
+    """``synthlung generate`` as users start it, a new process per run (imports, Numba's cached
+    kernels loaded, the banks verified, the host loaded once per worker process): 24 cases,
+    beside ``generate``'s 8 in a warm process above; per case = time / 24 (``extra_info``)."""
+    import subprocess
+    import sys
+    benchmark.group = "one case made and written (generate's per-case work)"
+    hosts, seeds = banks
+    outs = iter(range(100))
+
+    def run():
+        out = tmp_path_factory.mktemp(f"cli{workers}_{next(outs)}")
+        subprocess.run([sys.executable, "-m", "synthlung", "generate", "--hosts", str(hosts), "--seeds", str(seeds),
+                        "--n", "24", "--out", str(out), "--workers", str(workers)], check=True, capture_output=True)
+        return out
+    out = benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    assert len(list((out / "imagesTr").glob("*.nii.gz"))) == 24
+    benchmark.extra_info["cases"] = 24
+
+
+# ---------------------------------------------------------------- TorchIO
+
+class _HandWrapper:
+    """What a TorchIO user wrote before ``RandomInsertTumors`` (issue 11): a ``tio.Transform``
+    that reseeds from torch and calls ``synthesize`` on a host made from the subject every call."""
+
+    def __new__(cls, bank):
+        import torch
+        import torchio as tio
+
+        from synthlung.volume import Volume
+
+        class HandWrapper(tio.Transform):
+            def apply_transform(self, subject):
+                ct, lungs = subject["image"], subject["lungs"]
+                host = make_host(Volume(ct.data[0].numpy(), ct.affine), lungs=Volume(lungs.data[0].numpy(), ct.affine))
+                made = synthesize(host, bank, case_rng(*torch.randint(0, 2**32, (2,)).tolist()), SMALL)
+                ct.set_data(torch.from_numpy(made.image.array)[None])
+                subject.add_image(tio.LabelMap(tensor=torch.from_numpy(made.label.array)[None], affine=ct.affine),
+                                  "label")
+                return subject
+        return HandWrapper()
+
+
+@pytest.fixture(scope="module")
+def tio_subject(ct_path, lungs_path):
+    """The chest CT and its lungs as a loaded TorchIO subject (``SubjectsDataset`` deep-copies it per sample)."""
+    tio = pytest.importorskip("torchio")
+    subject = tio.Subject(image=tio.ScalarImage(ct_path), lungs=tio.LabelMap(lungs_path))
+    subject.load()
+    return subject
+
+
+@pytest.mark.parametrize("insert", ["without", "RandomInsertTumors", "hand wrapper"])
+def test_torchio_per_sample(benchmark, bank, tio_subject, insert):
+    """Per sample of a ``SubjectsDataset`` holding the loaded subject: [insertion], the HU window
+    (``RescaleIntensity``) and a flip of the whole subject, as before a TorchIO ``Queue`` samples
+    patches; the hand wrapper, for comparison, makes the host on every call."""
+    import torch
+    import torchio as tio
+
+    from synthlung.run.torchio_transform import RandomInsertTumors
+    benchmark.group = "TorchIO SubjectsDataset, per sample"
+    middle = {"without": [], "RandomInsertTumors": [RandomInsertTumors(bank, SMALL, lungs_name="lungs")],
+              "hand wrapper": [_HandWrapper(bank)]}[insert]
+    window = tio.RescaleIntensity(out_min_max=(0.0, 1.0), in_min_max=(-1000.0, 400.0), include=["image"])
+    dataset = tio.SubjectsDataset([tio_subject], transform=tio.Compose(middle + [window, tio.RandomFlip(axes=(0,))]))
+    torch.manual_seed(0)
+    sample = dataset[0]  # warm-up: JIT, prepared host
+    assert ("label" in sample) == (insert != "without")
+    benchmark.pedantic(lambda: dataset[0], rounds=3 if insert == "hand wrapper" else 21, iterations=1,
+                       warmup_rounds=0 if insert == "hand wrapper" else 1)
