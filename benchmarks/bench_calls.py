@@ -12,7 +12,9 @@ default (alpha blending, morph ranges, placement rules, burden).
   zone voxel into an order-preserving copy of the host image, label map beside;
 * ``morph`` vs ``elasticdeform`` (image linear + mask nearest) on a 96^3 seed; the
   figure to compare is time per output voxel (``extra_info["output_voxels"]``);
-* the array transform (lungs given, prepared host cached) vs ``synthesize``;
+* the array transform (lungs given, prepared host cached) vs ``synthesize``; the same on a CT
+  it has not seen (host cache miss): lungs segmented, lungs given, or lungs and noise from a
+  host bank (``host_bank=``);
 * MONAI pipelines per sample, with and without ``RandInsertTumorsd`` (plain
   ``Dataset``: load every call; ``CacheDataset``: the loaded volumes cached), then a
   96^3 crop, the HU window and a flip: ``lean`` (CT and lungs, a random crop) and
@@ -262,6 +264,24 @@ def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_p
     ds[0]  # warm-up: JIT, prepared host
     # a cached sample costs 10-60 ms and varies more on this VM than a loaded one: more rounds
     benchmark.pedantic(lambda: ds[0], rounds=11 if dataset == "Dataset" else 41, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("prepared", ["lungs segmented", "lungs given", "host_bank"])
+def test_transform_host_miss(benchmark, ct_path, lungs_path, banks, prepared):
+    """A CT the transform has not seen (a new transform each round: an empty host cache), one
+    small tumour: what every sample costs when a loader's CTs outnumber ``host_cache``."""
+    from synthlung.run.transforms import RandInsertTumors
+    benchmark.group = "transform, a CT seen the first time (host cache miss)"
+    ct, lungs = load(ct_path), load(lungs_path)
+    given = lungs.array if prepared == "lungs given" else None  # with host_bank: the bank's lungs
+    bank_kw = {"host_bank": banks[0]} if prepared == "host_bank" else {}
+
+    def first_call():
+        insert = RandInsertTumors(banks[1], SMALL, **bank_kw)
+        return insert.insert_with_key(KEY, ct.array, given, affine=ct.affine, source=str(ct_path))
+    done = benchmark.pedantic(first_call, rounds=3, iterations=1, warmup_rounds=1)
+    assert done.record["tumors_inserted"] == 1
+    assert (done.record["host"]["id"] == "chest_ct") == (prepared == "host_bank")
 
 
 # ---------------------------------------------------------------- writing

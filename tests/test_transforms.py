@@ -291,6 +291,79 @@ def test_prepared_host_is_kept_per_image_and_gives_the_same_case(ct, bank):
     assert insert.hosts.misses == 2 and len(insert.hosts) == 1  # another CT: prepared, the oldest dropped
 
 
+@pytest.fixture(scope="module")
+def host_bank(ct, tmp_path_factory):
+    """A host bank of the phantom CT, written as files (image, label) and ingested."""
+    from synthlung.datasets import ingest
+    from synthlung.hosts import HostBank, build_host_bank
+    from synthlung.io import save
+    root = tmp_path_factory.mktemp("host_bank")
+    (root / "ct").mkdir()
+    save(ct.image, root / "ct" / "chest_image.nii.gz")
+    save(ct.label, root / "ct" / "chest_label.nii.gz")
+    ingest(root / "ct", root / "catalog")
+    build_host_bank(root / "catalog" / "catalog.json", root / "hosts")
+    hosts = HostBank.open(root / "hosts")
+    assert len(hosts) == 1 and "soft_tissue_noise" in hosts.entries[0]["record"]
+    return hosts
+
+
+def _prepared_from_the_bank_only(monkeypatch) -> None:
+    """Segmenting lungs or measuring noise from here on fails the test."""
+    import synthlung.hosts.host as host_module
+    import synthlung.hosts.noise as noise_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("prepared from scratch, not from the bank")
+    monkeypatch.setattr(host_module, "segment_lungs", refuse)
+    monkeypatch.setattr(noise_module, "measure_noise", refuse)
+
+
+def test_host_bank_gives_a_new_ct_its_lungs_and_noise(bank, host_bank, monkeypatch):
+    """A CT of the host bank seen for the first time takes the bank's lungs and noise: nothing is
+    segmented or measured, and the case equals one made with those lungs given and the noise
+    measured here. In another grid the bank is not used, with a warning."""
+    from synthlung.io import load
+    hosts = host_bank
+    (entry,) = hosts.entries
+    image, label = load(entry["image"]), load(entry["label"])
+    key, source = [1, 2], entry["image"]
+    measured = RandInsertTumors(bank, CONFIG).insert_with_key(key, image.array, hosts[0].lungs.array, label.array,
+                                                              image.affine, source=source)
+    _prepared_from_the_bank_only(monkeypatch)
+    insert = RandInsertTumors(bank, CONFIG, host_bank=hosts.root)
+    banked = insert.insert_with_key(key, image.array, None, label.array, image.affine, source=source)
+    for a, b in zip(banked[:3], measured[:3]):
+        np.testing.assert_array_equal(a, b)
+    assert banked.record["host"] == {"id": entry["id"], "sha256": entry["record"]["sha256"]}
+    assert insert.hosts.misses == 1
+
+    monkeypatch.undo()
+    moved = image.affine.copy()
+    moved[:3, 3] += 10.0  # the same array placed elsewhere: not the bank's grid
+    with pytest.warns(UserWarning, match="not in the grid of host bank"):
+        elsewhere = insert.insert_with_key(key, image.array, hosts[0].lungs.array, label.array, moved, source=source)
+    assert elsewhere.record["host"]["id"] == source and insert.hosts.misses == 2
+
+
+@needs_monai
+def test_host_bank_in_a_monai_pipeline(bank, host_bank, monkeypatch):
+    """The module docstring's loop: MONAI loads image and label only, the bank gives lungs and noise."""
+    from monai.data import Dataset
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+    (entry,) = host_bank.entries
+    files = [{"image": entry["image"], "label": entry["label"]}]
+    keys = ["image", "label"]
+    train = Compose([LoadImaged(keys=keys), EnsureChannelFirstd(keys=keys),
+                     RandInsertTumorsd(bank, CONFIG, host_bank=str(host_bank.root), instance_key="instances",
+                                       record_key="record", copy=False)]).set_random_state(seed=0)
+    _prepared_from_the_bank_only(monkeypatch)
+    out = Dataset(files, train)[0]
+    record = json.loads(out["record"])
+    assert record["host"]["id"] == entry["id"] and record["tumors_inserted"] == 2
+    _check_inserted(out["label"].numpy()[0], out["instances"].numpy()[0], np.asarray(host_bank[0].tumors.array))
+
+
 def _a_whole_tumour_in(patch_instances, record):
     """Some inserted tumour lies whole in the patch (its voxel count as in the record)."""
     counts = np.bincount(np.asarray(patch_instances).ravel().astype(np.int64), minlength=len(record["tumors"]) + 1)

@@ -32,6 +32,7 @@ import torch
 import torchio as tio
 from torchio.transforms.augmentation import RandomTransform
 
+from ..hosts import HostBank
 from ..seeds import SeedBank
 from ..synthesis.case import SynthesisConfig
 from .transforms import _MAX_SEED, RandInsertTumors
@@ -47,8 +48,8 @@ class RandomInsertTumors(RandomTransform):
     image and the label (a ``LabelMap`` is added when there is none), the instance
     map (int32 ``LabelMap``) under ``instance_name`` and the case record (JSON)
     under ``record_name`` when those are given. The image's file path names it in
-    the host cache. ``seed_bank``, ``config``, ``zone_kw``, ``host_cache`` and
-    ``patch_size`` are those of :class:`~synthlung.run.transforms.RandInsertTumors`;
+    the host cache. ``seed_bank``, ``config``, ``zone_kw``, ``host_cache``,
+    ``patch_size`` and ``host_bank`` are those of :class:`~synthlung.run.transforms.RandInsertTumors`;
     other keywords (``p``, ``copy``, ...) go to ``tio.Transform``. With TorchIO's
     ``copy=True`` (its default) the tumours are written into the subject's deep
     copy; with ``copy=False`` the subject gets new tensors and its old ones are
@@ -56,12 +57,14 @@ class RandomInsertTumors(RandomTransform):
     """
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,
-                 zone_kw: dict | None = None, host_cache: int = 8, patch_size: Any = None, *,
+                 zone_kw: dict | None = None, host_cache: int = 8, patch_size: Any = None,
+                 host_bank: HostBank | str | os.PathLike | None = None, *,
                  image_name: str = "image", label_name: str = "label", lungs_name: str | None = None,
                  instance_name: str | None = None, record_name: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         # TorchIO's copy=True hands apply_transform a deep copy: the tumours may go into it directly.
-        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size, copy=not self.copy)
+        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size, copy=not self.copy,
+                                         host_bank=host_bank)
         self.image_name, self.label_name, self.lungs_name = image_name, label_name, lungs_name
         self.instance_name, self.record_name = instance_name, record_name
         self.last_record: dict | None = None

@@ -41,9 +41,17 @@ items), so a call then costs the synthesis only: one copy of the image (and of a
 given label) in its own memory order (none with ``copy=False``), zeroed maps, and
 work inside the tumours' boxes. Each DataLoader worker keeps its own cache. A miss
 costs the preparation (measured on the 2-core project machine for the 233 x 167 x 191
-chest CT with its lungs given: 1.5-1.9 s for the first call, against 6 ms for the
-next, most of it the zone's distance transforms and the soft-tissue noise), so give
-``host_cache`` at least the number of CTs one worker sees when memory allows.
+chest CT with its lungs given: 1.4-1.9 s for the first call, against 6 ms for the
+next, most of it the soft-tissue noise's measurement and the zone's distance
+transforms), so give ``host_cache`` at least the number of CTs one worker sees when
+memory allows. With ``host_bank=`` (the bank ``synthlung hosts`` made of the same CT
+files) a miss on one of its CTs takes the noise the bank measured and, when no lungs
+are given, the bank's lung mask, and costs the zone only: 0.34 s against 1.4 s there
+(``benchmarks/bench_calls.py``). The bank is used for a CT whose source file (a
+``MetaTensor``'s ``filename_or_obj``, or ``source=``) is one of its images, in the
+bank's grid (shape and affine); a CT resampled or reoriented since is prepared here
+instead, with a warning. The case record then names the bank's host id and its
+source files' sha256, as ``generate``'s do.
 
 Patch mode (``patch_size=(px, py, pz)``, voxels): all of a call's tumours go, boxes
 and all, inside one window of the patch's size around a zone voxel, and placement
@@ -83,22 +91,22 @@ The CPU kernels are compiled with Numba's cache, so workers start without
 compiling them again, and inside a worker they run on one thread, as PyTorch
 runs its own operators there (several workers already share the cores).
 
-Example, a MONAI training loop (the host bank's lung masks save segmenting)::
+Example, a MONAI training loop (the host bank saves segmenting the lungs and measuring the noise)::
 
     from monai.data import DataLoader, Dataset
     from monai.transforms import (Compose, EnsureChannelFirstd, LoadImaged, RandCropByPosNegLabeld,
                                   ScaleIntensityRanged)
     from synthlung.run.transforms import RandInsertTumorsd
 
-    files = [{"image": "ct_0001.nii.gz", "label": "ct_0001_label.nii.gz",
-              "lungs": "hosts/lungs/ct_0001.nii.gz"}]
-    keys = ["image", "label", "lungs"]
+    files = [{"image": "ct_0001.nii.gz", "label": "ct_0001_label.nii.gz"}]
+    keys = ["image", "label"]
     train = Compose([
         LoadImaged(keys=keys),
         EnsureChannelFirstd(keys=keys),
         # each sample is the loader's own copy here, so copy=False may write into it; the
-        # label's voxel indices come with the insertion (no search of the whole label per sample)
-        RandInsertTumorsd("seed_bank/", prob=0.5, patch_size=(96, 96, 96), lungs_key="lungs",
+        # label's voxel indices come with the insertion (no search of the whole label per sample);
+        # the host bank of these CTs gives each its lungs and noise (or load them: lungs_key=)
+        RandInsertTumorsd("seed_bank/", prob=0.5, patch_size=(96, 96, 96), host_bank="hosts/",
                           instance_key="instances", fg_indices_key="fg", bg_indices_key="bg", copy=False),
         RandCropByPosNegLabeld(["image", "label", "instances"], label_key="label",
                                spatial_size=(96, 96, 96), pos=1, neg=1, num_samples=2,
@@ -128,13 +136,14 @@ import hashlib
 import json
 import os
 import sys
+import warnings
 from typing import Any, Hashable, NamedTuple
 
 import numpy as np
 
 from ..backend import _is_torch, array_module, asnumpy, like, to_array
 from ..errors import InputError, SynthlungError
-from ..hosts import Host, make_host
+from ..hosts import Host, HostBank, make_host
 from ..hosts.noise import host_noise
 from ..lru import LRUCache
 from ..seeds import SeedBank
@@ -379,6 +388,10 @@ class RandInsertTumors(RandomizableTransform):
     is given, and returns those objects, saving the whole-volume copies: only for
     inputs that are the call's own, e.g. a MONAI
     ``Dataset`` sample or a ``CacheDataset`` one with ``copy_cache=True`` (its default).
+    ``host_bank``: a :class:`~synthlung.hosts.HostBank` (or its folder) of the CTs the
+    loader reads: a CT not yet prepared whose source file is one of the bank's, in the
+    bank's grid, takes the bank's lung mask (when no lungs are given) and soft-tissue
+    noise instead of segmenting and measuring them (see the module docstring).
     Calling returns ``(image, label, instances)`` and keeps the case record in
     ``last_record``; :meth:`apply` returns all four as :class:`Inserted` (types
     and shapes: see the module docstring).
@@ -386,9 +399,13 @@ class RandInsertTumors(RandomizableTransform):
 
     def __init__(self, seed_bank: SeedBank | str | os.PathLike, config: SynthesisConfig | dict | None = None,
                  prob: float = 1.0, zone_kw: dict | None = None, host_cache: int = 8,
-                 patch_size: Any = None, copy: bool = True):
+                 patch_size: Any = None, copy: bool = True, host_bank: HostBank | str | os.PathLike | None = None):
         RandomizableTransform.__init__(self, prob)
         self.hosts = LRUCache(host_cache)
+        self.host_bank = host_bank if host_bank is None or isinstance(host_bank, HostBank) else HostBank.open(host_bank)
+        # the bank's CTs by real path (a loader may name a CT through a link, the bank its target)
+        self._bank_index = {} if self.host_bank is None else {
+            os.path.realpath(e["image"]): i for i, e in enumerate(self.host_bank.entries)}
         self.copy = bool(copy)
         self.patch_size = None
         if patch_size is not None:
@@ -451,8 +468,16 @@ class RandInsertTumors(RandomizableTransform):
         tumors = None if tumor_arr is None else Volume(tumor_arr, aff)
 
         def prepare() -> _Prepared:
-            made = make_host(Volume(arr, aff), tumors, host_id=name,
-                             lungs=None if lung_arr is None else Volume(lung_arr, aff), **self.zone_kw)
+            lungs_vol = None if lung_arr is None else Volume(lung_arr, aff)
+            host_id, record = name, None
+            banked = None if source is None else self._banked(str(source), tuple(arr.shape), aff)
+            if banked is not None:
+                entry, bank_lungs = banked
+                host_id, record = entry["id"], dict(entry["record"])  # its id, sources' sha256, noise
+                if lungs_vol is None:
+                    lungs_vol = Volume(array_module(arr).asarray(bank_lungs), aff)
+            made = make_host(Volume(arr, aff), tumors, host_id=host_id, lungs=lungs_vol, record=record,
+                             **self.zone_kw)
             # kept without this call's image and label (each call brings its own) and with the lungs
             # as uint8 (a loader gives float32): no reference to a sample's memory stays in the cache
             lungs_u8 = made.lungs.with_array(array_module(arr).array(made.lungs.array, dtype=np.uint8, copy=True))
@@ -463,6 +488,22 @@ class RandInsertTumors(RandomizableTransform):
         if self._entry.label_indices is None and self.want_indices:
             self._entry.label_indices = _label_indices(tumor_arr, tuple(arr.shape))
         return dataclasses.replace(self._entry.host, image=Volume(arr, aff), tumors=tumors)
+
+    def _banked(self, source: str, shape: tuple[int, int, int], affine: np.ndarray) -> tuple[dict, np.ndarray] | None:
+        """The host bank's entry and uint8 lung mask for the CT at ``source``, or None: not in the
+        bank, or (with a warning) in another grid than the bank's (resampled or reoriented since)."""
+        i = self._bank_index.get(os.path.realpath(source))
+        if i is None:
+            return None
+        from ..io import load
+        entry = self.host_bank.entries[i]
+        lungs = load(self.host_bank.root / entry["lungs"], check_units=False)
+        if lungs.shape != shape or not np.allclose(lungs.affine, affine, atol=1e-3):
+            warnings.warn(f"{source}: not in the grid of host bank {self.host_bank.root}'s entry {entry['id']} "
+                          f"(shape {shape} against {lungs.shape}, or another affine): its lungs and noise are "
+                          "not used, this CT's are made here", stacklevel=4)
+            return None
+        return entry, asnumpy(lungs.array).astype(np.uint8)
 
     def crop_indices(self, inserted: Inserted) -> tuple[np.ndarray, np.ndarray]:
         """Flat indices of the latest call's label foreground and background, for MONAI's
@@ -554,7 +595,7 @@ class RandInsertTumorsd(RandomizableTransform, MapTransform):
     map under ``instance_key`` and the case record, as a JSON string (so that
     batches collate), under ``record_key`` when those are given. The label's own
     tumors are kept and excluded from placement. ``config``, ``zone_kw``,
-    ``host_cache``, ``patch_size`` and ``copy``: as for :class:`RandInsertTumors`.
+    ``host_cache``, ``patch_size``, ``copy`` and ``host_bank``: as for :class:`RandInsertTumors`.
 
     ``fg_indices_key`` and ``bg_indices_key`` (give both): write the output label's
     foreground and background voxel indices there, for ``RandCropByPosNegLabeld`` with
@@ -569,7 +610,8 @@ class RandInsertTumorsd(RandomizableTransform, MapTransform):
                  prob: float = 1.0, zone_kw: dict | None = None, host_cache: int = 8, patch_size: Any = None,
                  copy: bool = True, *, image_key: str = "image", label_key: str = "label", lungs_key: str | None = None,
                  instance_key: str | None = None, record_key: str | None = None, fg_indices_key: str | None = None,
-                 bg_indices_key: str | None = None, allow_missing_keys: bool = False):
+                 bg_indices_key: str | None = None, host_bank: HostBank | str | os.PathLike | None = None,
+                 allow_missing_keys: bool = False):
         MapTransform.__init__(self, [image_key, label_key], allow_missing_keys)
         RandomizableTransform.__init__(self, prob)
         if (fg_indices_key is None) != (bg_indices_key is None):
@@ -578,7 +620,7 @@ class RandInsertTumorsd(RandomizableTransform, MapTransform):
         self.image_key, self.label_key, self.lungs_key = image_key, label_key, lungs_key
         self.instance_key, self.record_key = instance_key, record_key
         self.fg_indices_key, self.bg_indices_key = fg_indices_key, bg_indices_key
-        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size, copy)
+        self.inserter = RandInsertTumors(seed_bank, config, 1.0, zone_kw, host_cache, patch_size, copy, host_bank)
         self.inserter.want_indices = fg_indices_key is not None
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
