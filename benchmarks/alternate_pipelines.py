@@ -3,7 +3,7 @@
 ``bench_calls.py`` times each pipeline in a block of rounds, one after another; on
 this project's shared 2-core VM the machine drifts between blocks by tens of
 percent, more than the difference measured. Here the same pipelines (``bench_calls``'s
-``_pipeline``: ``lean``, ``segmentation``, ``segmentation, indices``; insertion with
+``_pipeline``: ``lean``, ``lean, host bank``, ``segmentation``, ``segmentation, indices``; insertion with
 ``copy=False``) take turns sample by sample, so drift hits both alike. Printed per
 pipeline: 10th percentile and median per sample (ms) without and with insertion,
 and what insertion adds (%).
@@ -29,20 +29,29 @@ from benchmarks.conftest import DATA_DIR
 from synthlung.io import load, save
 from synthlung.seeds import SeedBank, extract_seeds
 
-KINDS = ("lean", "segmentation", "segmentation, indices")
+KINDS = ("lean", "lean, host bank", "segmentation", "segmentation, indices")
 
 
-def _items(root: Path) -> tuple[SeedBank, dict]:
-    """lung1's seed bank; the chest CT with its lungs (and an all-background label) as files."""
-    from synthlung.hosts import make_host
+def _items(root: Path) -> tuple[SeedBank, Path, dict]:
+    """lung1's seed bank; a host bank of the chest CT; the CT with its lungs (and an
+    all-background label) as files, the items of each kind of pipeline."""
+    from synthlung.datasets import ingest
+    from synthlung.hosts import build_host_bank, make_host
     ct_path = DATA_DIR / "totalseg-chest" / "chest_ct.nii.gz"
     host = make_host(load(ct_path), host_id="chest")
     save(host.lungs, root / "lungs.nii.gz")
     save(host.image.with_array(np.zeros(host.image.shape, np.uint8, order="F")), root / "label.nii.gz")
+    (root / "ct").mkdir()
+    (root / "ct" / ct_path.name).symlink_to(ct_path)
+    ingest(root / "ct", root / "catalog")
+    build_host_bank(root / "catalog" / "catalog.json", root / "hosts")
     lung1 = DATA_DIR / "pyradiomics-lung1"
     seeds = extract_seeds(load(lung1 / "lung1_image.nrrd"), load(lung1 / "lung1_label.nrrd"), case_id="lung1")
     item = {"image": str(ct_path), "lungs": str(root / "lungs.nii.gz")}
-    return SeedBank.write(seeds, root / "seeds"), {"lean": item, "label": {**item, "label": str(root / "label.nii.gz")}}
+    items = {"lean": item, "lean, host bank": {"image": str(ct_path)}}
+    items.update({kind: {**item, "label": str(root / "label.nii.gz")}
+                  for kind in ("segmentation", "segmentation, indices")})
+    return SeedBank.write(seeds, root / "seeds"), root / "hosts", items
 
 
 def main(samples: int = 200, threads: int | None = None) -> None:
@@ -52,12 +61,12 @@ def main(samples: int = 200, threads: int | None = None) -> None:
         import numba
         numba.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        bank, items = _items(Path(tmp))
+        bank, host_bank, items = _items(Path(tmp))
         print("| pipeline | without: p10; median (ms) | with insertion | adds: p10; median |")
         print("| --- | ---: | ---: | ---: |")
         for kind in KINDS:
-            item = items["lean" if kind == "lean" else "label"]
-            sets = [CacheDataset([item], Compose(_pipeline(bank, insert, kind)).set_random_state(seed=0),
+            banked = host_bank if kind == "lean, host bank" else None
+            sets = [CacheDataset([items[kind]], Compose(_pipeline(bank, insert, kind, banked)).set_random_state(seed=0),
                                  progress=False) for insert in ("without", "in place")]
             for ds in sets:
                 for _ in range(3):  # JIT, prepared host

@@ -18,6 +18,7 @@ default (alpha blending, morph ranges, placement rules, burden).
 * MONAI pipelines per sample, with and without ``RandInsertTumorsd`` (plain
   ``Dataset``: load every call; ``CacheDataset``: the loaded volumes cached), then a
   96^3 crop, the HU window and a flip: ``lean`` (CT and lungs, a random crop) and
+  ``lean, host bank`` (the CT only, the insertion's lungs and noise from the host bank),
   ``segmentation`` (CT, label and lungs, ``RandCropByPosNegLabeld`` on the label) and
   ``segmentation, indices`` (the crop given the label's voxel indices: ``FgBgToIndicesd``
   cached without insertion, the transform's own with it);
@@ -207,17 +208,18 @@ def label_path(host, tmp_path_factory):
 FG, BG = "label_fg_indices", "label_bg_indices"  # FgBgToIndicesd's keys for "label"
 
 
-def _insert(bank, insert: str, indices: bool) -> list:
+def _insert(bank, insert: str, indices: bool, host_bank) -> list:
     from monai.transforms import FgBgToIndicesd
 
     from synthlung.run.transforms import RandInsertTumorsd
     if insert == "without":
         return [FgBgToIndicesd("label")] if indices else []
     keys = dict(fg_indices_key=FG, bg_indices_key=BG) if indices else {}
-    return [RandInsertTumorsd(bank, SMALL, lungs_key="lungs", copy=insert == "copy", **keys)]
+    lungs = {"host_bank": host_bank} if host_bank is not None else {"lungs_key": "lungs"}
+    return [RandInsertTumorsd(bank, SMALL, copy=insert == "copy", **lungs, **keys)]
 
 
-def _pipeline(bank, insert: str, kind: str) -> list:
+def _pipeline(bank, insert: str, kind: str, host_bank=None) -> list:
     """Load (cached by CacheDataset), then per sample: [insert], a 96^3 crop, HU window, flips.
 
     ``lean``: the CT and its lungs; a random crop of the image (and of the label the
@@ -227,14 +229,16 @@ def _pipeline(bank, insert: str, kind: str) -> list:
     finding the label's voxels on every sample. ``segmentation, indices``: the same,
     given the label's voxel indices: without insertion ``FgBgToIndicesd`` before the
     cache (MONAI's own speed-up), with it the transform's ``fg_indices_key`` and
-    ``bg_indices_key``. Intensity scaling comes after the crop in all: insertion needs
-    HU, and scaling a patch costs less than scaling the CT.
+    ``bg_indices_key``. ``lean, host bank``: the CT only, the insertion given
+    ``host_bank`` (its lungs and noise from there), else as ``lean``. Intensity scaling
+    comes after the crop in all: insertion needs HU, and scaling a patch costs less than
+    scaling the CT.
     """
     from monai.transforms import (EnsureChannelFirstd, LoadImaged, RandCropByPosNegLabeld, RandFlipd,
                                   RandSpatialCropd, ScaleIntensityRanged)
     window = ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True)
-    if kind == "lean":
-        keys = ["image", "lungs"]
+    if kind.startswith("lean"):
+        keys = ["image"] if kind == "lean, host bank" else ["image", "lungs"]
         crop = RandSpatialCropd(["image"] if insert == "without" else ["image", "label"], roi_size=(96, 96, 96),
                                 random_size=False)
         flip = RandFlipd(["image"], prob=0.5, spatial_axis=0)
@@ -245,21 +249,22 @@ def _pipeline(bank, insert: str, kind: str) -> list:
                                       neg=1, num_samples=1, **given)
         flip = RandFlipd(["image", "label"], prob=0.5, spatial_axis=0)
     head = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys)]
-    return head + _insert(bank, insert, kind.endswith("indices")) + [crop, window, flip]
+    return head + _insert(bank, insert, kind.endswith("indices"), host_bank) + [crop, window, flip]
 
 
 @pytest.mark.filterwarnings("ignore:Num foregrounds 0")  # the healthy CT without insertion: no positives
-@pytest.mark.parametrize("kind", ["lean", "segmentation", "segmentation, indices"])
+@pytest.mark.parametrize("kind", ["lean", "lean, host bank", "segmentation", "segmentation, indices"])
 @pytest.mark.parametrize("dataset", ["Dataset", "CacheDataset"])
 @pytest.mark.parametrize("insert", ["without", "copy", "in place"],
                          ids=["without", "RandInsertTumorsd", "RandInsertTumorsd copy=False"])
-def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_path, dataset, insert, kind):
+def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_path, banks, dataset, insert, kind):
     from monai.data import CacheDataset, Dataset
     from monai.transforms import Compose
     benchmark.group = f"MONAI {dataset}, {kind} pipeline, per sample"
-    transform = Compose(_pipeline(bank, insert, kind)).set_random_state(seed=0)
-    item = {"image": str(ct_path), "lungs": str(lungs_path)}
-    items = [item if kind == "lean" else {**item, "label": str(label_path)}]
+    host_bank = banks[0] if kind == "lean, host bank" else None
+    transform = Compose(_pipeline(bank, insert, kind, host_bank)).set_random_state(seed=0)
+    item = {"image": str(ct_path)} if host_bank is not None else {"image": str(ct_path), "lungs": str(lungs_path)}
+    items = [item if kind.startswith("lean") else {**item, "label": str(label_path)}]
     ds = Dataset(items, transform) if dataset == "Dataset" else CacheDataset(items, transform, progress=False)
     ds[0]  # warm-up: JIT, prepared host
     # a cached sample costs 10-60 ms and varies more on this VM than a loaded one: more rounds
