@@ -27,8 +27,10 @@ default (alpha blending, morph ranges, placement rules, burden).
   itself, 8 cases of 1-3 tumours from a one-host bank (host loading included); the CLI,
   ``synthlung generate`` in a new process, 24 cases, one and two worker processes;
 * TorchIO, per sample of a ``SubjectsDataset`` holding the loaded subject (deep-copied
-  per sample): the HU window and a flip, with and without ``RandomInsertTumors``, and
-  with the wrapper users wrote before it (``synthesize`` on a host made every call).
+  per sample): the HU window and a flip, with and without ``RandomInsertTumors`` (TorchIO's
+  default ``copy=True``: a deep copy of the subject first; ``copy=False``: the image
+  copied only), and with the wrapper users wrote before it (``synthesize`` on a host made
+  every call).
 
 The process's allocator is pinned first (glibc: no trimming, mmap only from 32 MB):
 ``CacheDataset`` deep-copies its cached item (here 60 MB) for every sample, and
@@ -410,7 +412,7 @@ def tio_subject(ct_path, lungs_path):
     return subject
 
 
-@pytest.mark.parametrize("insert", ["without", "RandomInsertTumors", "hand wrapper"])
+@pytest.mark.parametrize("insert", ["without", "RandomInsertTumors", "RandomInsertTumors copy=False", "hand wrapper"])
 def test_torchio_per_sample(benchmark, bank, tio_subject, insert):
     """Per sample of a ``SubjectsDataset`` holding the loaded subject: [insertion], the HU window
     (``RescaleIntensity``) and a flip of the whole subject, as before a TorchIO ``Queue`` samples
@@ -421,6 +423,7 @@ def test_torchio_per_sample(benchmark, bank, tio_subject, insert):
     from synthlung.run.torchio_transform import RandomInsertTumors
     benchmark.group = "TorchIO SubjectsDataset, per sample"
     middle = {"without": [], "RandomInsertTumors": [RandomInsertTumors(bank, SMALL, lungs_name="lungs")],
+              "RandomInsertTumors copy=False": [RandomInsertTumors(bank, SMALL, lungs_name="lungs", copy=False)],
               "hand wrapper": [_HandWrapper(bank)]}[insert]
     window = tio.RescaleIntensity(out_min_max=(0.0, 1.0), in_min_max=(-1000.0, 400.0), include=["image"])
     dataset = tio.SubjectsDataset([tio_subject], transform=tio.Compose(middle + [window, tio.RandomFlip(axes=(0,))]))
