@@ -207,6 +207,20 @@ def label_path(host, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def banks(ct_path, bank, tmp_path_factory):
+    """A host bank of the chest CT (ingested from a folder holding a link to it) and the lung1 seed bank."""
+    import os
+    from synthlung.datasets import ingest
+    from synthlung.hosts import build_host_bank
+    root = tmp_path_factory.mktemp("banks")
+    (root / "ct").mkdir()
+    os.symlink(ct_path, root / "ct" / ct_path.name)
+    ingest(root / "ct", root / "catalog")
+    build_host_bank(root / "catalog" / "catalog.json", root / "hosts")
+    return root / "hosts", bank.root
+
+
 FG, BG = "label_fg_indices", "label_bg_indices"  # FgBgToIndicesd's keys for "label"
 
 
@@ -330,20 +344,6 @@ def test_case_with_writing(benchmark, host, bank, tmp_path):
     assert json.loads((tmp_path / "record.json").read_text())["tumors_inserted"] == 1
 
 
-@pytest.fixture(scope="module")
-def banks(ct_path, bank, tmp_path_factory):
-    """A host bank of the chest CT (ingested from a folder holding a link to it) and the lung1 seed bank."""
-    import os
-    from synthlung.datasets import ingest
-    from synthlung.hosts import build_host_bank
-    root = tmp_path_factory.mktemp("banks")
-    (root / "ct").mkdir()
-    os.symlink(ct_path, root / "ct" / ct_path.name)
-    ingest(root / "ct", root / "catalog")
-    build_host_bank(root / "catalog" / "catalog.json", root / "hosts")
-    return root / "hosts", bank.root
-
-
 def test_generate_8_cases(benchmark, banks, tmp_path_factory):
     """``generate`` end to end, one worker: per case = time / 8 (``extra_info``)."""
     from synthlung.run.offline import generate
@@ -381,26 +381,23 @@ def test_cli_generate_24_cases(benchmark, banks, tmp_path_factory, workers):
 
 # ---------------------------------------------------------------- TorchIO
 
-class _HandWrapper:
+def _hand_wrapper(bank):
     """What a TorchIO user wrote before ``RandomInsertTumors`` (issue 11): a ``tio.Transform``
     that reseeds from torch and calls ``synthesize`` on a host made from the subject every call."""
+    import torch
+    import torchio as tio
 
-    def __new__(cls, bank):
-        import torch
-        import torchio as tio
+    from synthlung.volume import Volume
 
-        from synthlung.volume import Volume
-
-        class HandWrapper(tio.Transform):
-            def apply_transform(self, subject):
-                ct, lungs = subject["image"], subject["lungs"]
-                host = make_host(Volume(ct.data[0].numpy(), ct.affine), lungs=Volume(lungs.data[0].numpy(), ct.affine))
-                made = synthesize(host, bank, case_rng(*torch.randint(0, 2**32, (2,)).tolist()), SMALL)
-                ct.set_data(torch.from_numpy(made.image.array)[None])
-                subject.add_image(tio.LabelMap(tensor=torch.from_numpy(made.label.array)[None], affine=ct.affine),
-                                  "label")
-                return subject
-        return HandWrapper()
+    class HandWrapper(tio.Transform):
+        def apply_transform(self, subject):
+            ct, lungs = subject["image"], subject["lungs"]
+            host = make_host(Volume(ct.data[0].numpy(), ct.affine), lungs=Volume(lungs.data[0].numpy(), ct.affine))
+            made = synthesize(host, bank, case_rng(*torch.randint(0, 2**32, (2,)).tolist()), SMALL)
+            ct.set_data(torch.from_numpy(made.image.array)[None])
+            subject.add_image(tio.LabelMap(tensor=torch.from_numpy(made.label.array)[None], affine=ct.affine), "label")
+            return subject
+    return HandWrapper()
 
 
 @pytest.fixture(scope="module")
@@ -424,7 +421,7 @@ def test_torchio_per_sample(benchmark, bank, tio_subject, insert):
     benchmark.group = "TorchIO SubjectsDataset, per sample"
     middle = {"without": [], "RandomInsertTumors": [RandomInsertTumors(bank, SMALL, lungs_name="lungs")],
               "RandomInsertTumors copy=False": [RandomInsertTumors(bank, SMALL, lungs_name="lungs", copy=False)],
-              "hand wrapper": [_HandWrapper(bank)]}[insert]
+              "hand wrapper": [_hand_wrapper(bank)]}[insert]
     window = tio.RescaleIntensity(out_min_max=(0.0, 1.0), in_min_max=(-1000.0, 400.0), include=["image"])
     dataset = tio.SubjectsDataset([tio_subject], transform=tio.Compose(middle + [window, tio.RandomFlip(axes=(0,))]))
     torch.manual_seed(0)
