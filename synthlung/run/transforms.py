@@ -472,9 +472,11 @@ class RandInsertTumors(RandomizableTransform):
             host_id, record = name, None
             banked = None if source is None else self._banked(str(source), tuple(arr.shape), aff)
             if banked is not None:
-                entry, bank_lungs = banked
+                entry, lungs_path = banked
                 host_id, record = entry["id"], dict(entry["record"])  # its id, sources' sha256, noise
                 if lungs_vol is None:
+                    from ..io import load
+                    bank_lungs = asnumpy(load(lungs_path, check_units=False).array).astype(np.uint8)
                     lungs_vol = Volume(array_module(arr).asarray(bank_lungs), aff)
             made = make_host(Volume(arr, aff), tumors, host_id=host_id, lungs=lungs_vol, record=record,
                              **self.zone_kw)
@@ -489,21 +491,23 @@ class RandInsertTumors(RandomizableTransform):
             self._entry.label_indices = _label_indices(tumor_arr, tuple(arr.shape))
         return dataclasses.replace(self._entry.host, image=Volume(arr, aff), tumors=tumors)
 
-    def _banked(self, source: str, shape: tuple[int, int, int], affine: np.ndarray) -> tuple[dict, np.ndarray] | None:
-        """The host bank's entry and uint8 lung mask for the CT at ``source``, or None: not in the
-        bank, or (with a warning) in another grid than the bank's (resampled or reoriented since)."""
+    def _banked(self, source: str, shape: tuple[int, int, int], affine: np.ndarray) -> tuple[dict, Any] | None:
+        """The host bank's entry and lung-mask path for the CT at ``source``, or None: not in the
+        bank, or (with a warning) in another grid than the bank's (resampled or reoriented since).
+        The grid is read from the lung mask's header (the bank writes NIfTI), not its voxels."""
         i = self._bank_index.get(os.path.realpath(source))
         if i is None:
             return None
-        from ..io import load
+        import nibabel as nib
         entry = self.host_bank.entries[i]
-        lungs = load(self.host_bank.root / entry["lungs"], check_units=False)
-        if lungs.shape != shape or not np.allclose(lungs.affine, affine, atol=1e-3):
+        path = self.host_bank.root / entry["lungs"]
+        header = nib.load(str(path))
+        if tuple(header.shape[:3]) != shape or not np.allclose(header.affine, affine, atol=1e-3):
             warnings.warn(f"{source}: not in the grid of host bank {self.host_bank.root}'s entry {entry['id']} "
-                          f"(shape {shape} against {lungs.shape}, or another affine): its lungs and noise are "
-                          "not used, this CT's are made here", stacklevel=4)
+                          f"(shape {shape} against {tuple(header.shape[:3])}, or another affine): its lungs and "
+                          "noise are not used, this CT's are made here", stacklevel=4)
             return None
-        return entry, asnumpy(lungs.array).astype(np.uint8)
+        return entry, path
 
     def crop_indices(self, inserted: Inserted) -> tuple[np.ndarray, np.ndarray]:
         """Flat indices of the latest call's label foreground and background, for MONAI's

@@ -301,12 +301,10 @@ _FACTS = LRUCache(SEED_FACTS_KEPT)
 class _SeedFacts(NamedTuple):
     """What :func:`morph` reads from a seed whatever the parameters (all read-only)."""
 
-    profiles: list[np.ndarray]  # mask profiles along each axis
     centre: np.ndarray  # mask centroid, world mm
     fill: float  # border median HU
     support: tuple[slice, ...] | None  # the soft mask's bounding box (None when empty)
-    mask_lo: np.ndarray  # the mask's bounding box, first and last voxel per axis (float64)
-    mask_hi: np.ndarray
+    mask_lo: np.ndarray  # the first voxel of the mask's bounding box per axis (float64)
     mask_crop: np.ndarray  # the mask in that box, float32 (NumPy)
     crop_corners: np.ndarray  # (8, 3): the box's outer corners, world mm relative to ``centre``
     mask_inv: np.ndarray  # the mask's world -> voxel matrix (4x4)
@@ -330,10 +328,10 @@ def _seed_facts(seed: Any) -> _SeedFacts:
         hi = np.array([np.flatnonzero(p)[-1] for p in profiles], dtype=np.float64)
         crop = asnumpy(seed.mask.array[tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))]).astype(np.float32)
         corners = np.stack(np.meshgrid(*[[a - 0.5, b + 0.5] for a, b in zip(lo, hi)], indexing="ij"), -1).reshape(-1, 3)
-        facts = _SeedFacts(profiles, centre, border_median(seed.image.array), bounding_box(seed.soft_mask.array > 0),
-                           lo, hi, crop, seed.mask.voxel_to_world(corners) - centre,
+        facts = _SeedFacts(centre, border_median(seed.image.array), bounding_box(seed.soft_mask.array > 0),
+                           lo, crop, seed.mask.voxel_to_world(corners) - centre,
                            np.linalg.inv(np.asarray(seed.mask.affine, dtype=np.float64)))
-        for kept in (*profiles, centre, lo, hi, crop, facts.crop_corners, facts.mask_inv):
+        for kept in (centre, lo, crop, facts.crop_corners, facts.mask_inv):
             kept.flags.writeable = False
         return refs, facts
 
