@@ -30,6 +30,7 @@ from scipy.fft import next_fast_len
 from ..backend import array_module, asnumpy
 from ..errors import InputError
 from ..morphology import bounding_box, distance_mm, ndimage_for
+from ..smoothing import gaussian, local_mean
 from ..volume import Volume
 
 SOFT_TISSUE_HU = (-20.0, 120.0)
@@ -110,7 +111,7 @@ def scan_axis(affine: np.ndarray) -> int:
 def soft_tissue_mask(image: Any, spacing_mm: tuple[float, float, float]) -> Any:
     """Homogeneous soft tissue: local mean in ``SOFT_TISSUE_HU``, ``EDGE_MM`` away from other tissue."""
     xp = array_module(image)
-    smooth = ndimage_for(xp).gaussian_filter(image.astype(xp.float32), 1.0)
+    smooth = gaussian(image.astype(xp.float32), 1.0)
     tissue = (smooth >= SOFT_TISSUE_HU[0]) & (smooth <= SOFT_TISSUE_HU[1])
     return distance_mm(tissue, spacing_mm) > EDGE_MM
 
@@ -118,11 +119,9 @@ def soft_tissue_mask(image: Any, spacing_mm: tuple[float, float, float]) -> Any:
 def detrended(image: Any, mask: Any, sigma_vox: float = DETREND_VOX) -> Any:
     """``image`` minus its local mean (Gaussian of ``sigma_vox``, normalised within ``mask``), 0 outside."""
     xp = array_module(image)
-    ndi = ndimage_for(xp)
     m = mask.astype(xp.float32)
     img = image.astype(xp.float32) * m
-    mean = ndi.gaussian_filter(img, sigma_vox) / xp.maximum(ndi.gaussian_filter(m, sigma_vox), 1e-6)
-    return (img - mean) * m
+    return (img - local_mean(img, m, sigma_vox)) * m
 
 
 def _lags(a: Any, lag: int) -> Any:
@@ -261,5 +260,6 @@ def correlated_noise(shape: tuple[int, int, int], spacing_mm: tuple[float, float
     power = xp.maximum(power, 0.0)
     total = float((power * xp.asarray(twice)).sum()) / float(np.prod(shape))
     gain = xp.sqrt(power / max(total, 1e-30)).astype(xp.float32)
-    spectrum_of = xp.fft.rfftn(normal, axes=(0, 1, 2))
-    return xp.fft.irfftn(spectrum_of * gain, s=tuple(int(n) for n in shape), axes=(0, 1, 2)).astype(xp.float32)
+    fft = scipy.fft if xp is np else xp.fft  # scipy's: 1.5-2x NumPy's on a tumour's box
+    spectrum_of = fft.rfftn(normal, axes=(0, 1, 2))
+    return fft.irfftn(spectrum_of * gain, s=tuple(int(n) for n in shape), axes=(0, 1, 2)).astype(xp.float32)

@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..morphology import signed_distance_mm
+from ..smoothing import local_mean
 
 RESLICE_MM = 1.0
 """Default largest slice spacing (mm) of a resliced seed."""
@@ -133,7 +134,7 @@ def reslice_stack(image: np.ndarray, mask: np.ndarray, spacing_mm: tuple[float, 
     full, clear = (full if full.any() else inside), (clear if clear.any() else ~inside)
     m = full.astype(np.float32)
     sigma = [0.0 if a == axis else 0.5 * spacing_mm[axis] / s for a, s in enumerate(spacing_mm)]
-    level = ndi.gaussian_filter(img * m, sigma) / np.maximum(ndi.gaussian_filter(m, sigma), 1e-6)
+    level = local_mean(img, m, sigma)
     tumour = level[_nearest(full, spacing_mm)]  # HU of the nearest voxel the tumour fills
     around = img[_nearest(clear, spacing_mm)]  # HU of the nearest voxel free of it
     fine_mask = phi_f > 0

@@ -58,22 +58,32 @@ def rotation_from_euler(degrees: Sequence[float]) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rotation by ``angle`` (radians) about the unit vector ``axis`` (Rodrigues)."""
-    x, y, z = axis
-    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
+def _axis_angle(axis: Sequence[float], angle: float) -> np.ndarray:
+    """Rotation by ``angle`` (radians) about the unit vector ``axis``: ``cos I + (1 - cos) a a^T + sin [a]x``."""
+    x, y, z = (float(v) for v in axis)
+    s, c = math.sin(angle), math.cos(angle)
+    t = 1.0 - c
+    return np.array([[c + t * x * x, t * x * y - s * z, t * x * z + s * y],
+                     [t * x * y + s * z, c + t * y * y, t * y * z - s * x],
+                     [t * x * z - s * y, t * y * z + s * x, c + t * z * z]])
+
+
+def _unit(v: Sequence[float]) -> tuple[float, float, float]:
+    x, y, z = (float(c) for c in v)
+    n = math.sqrt(x * x + y * y + z * z)
+    return x / n, y / n, z / n
 
 
 def _about_slice_axis(rng: np.random.Generator, axis: np.ndarray, max_tilt_deg: float) -> np.ndarray:
     """A rotation spinning uniformly about ``axis`` (world unit vector), then tilting it by at
     most ``max_tilt_deg`` (uniform over that cap of directions, about a uniform in-plane axis)."""
-    axis = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
-    spin = _axis_angle(axis, rng.uniform(0.0, 2.0 * math.pi))
-    helper = np.eye(3)[int(np.argmin(np.abs(axis)))]
-    u = np.cross(axis, helper)
-    u /= np.linalg.norm(u)
-    tilt_axis = _axis_angle(axis, rng.uniform(0.0, 2.0 * math.pi)) @ u
+    a = _unit(axis)
+    spin = _axis_angle(a, rng.uniform(0.0, 2.0 * math.pi))
+    helper = [0.0, 0.0, 0.0]
+    helper[min(range(3), key=lambda i: abs(a[i]))] = 1.0  # the world axis least along ``axis``
+    u = _unit((a[1] * helper[2] - a[2] * helper[1], a[2] * helper[0] - a[0] * helper[2],
+               a[0] * helper[1] - a[1] * helper[0]))  # a x helper: in the plane normal to ``axis``
+    tilt_axis = _axis_angle(a, rng.uniform(0.0, 2.0 * math.pi)) @ np.array(u)
     tilt = math.acos(rng.uniform(math.cos(math.radians(max_tilt_deg)), 1.0))
     return _axis_angle(tilt_axis, tilt) @ spin
 
@@ -100,12 +110,29 @@ def _draw(rng: np.random.Generator, name: str, value: Any) -> float:
     return float(rng.uniform(lo, hi))
 
 
-_EYE3 = np.eye(3)
-
-
 def _triple(value: Any, kind=float) -> tuple:
     """``value`` (one number or three) as a 3-tuple of ``kind``."""
+    if type(value) in (tuple, list) and len(value) == 3 and all(isinstance(v, (int, float, np.number, np.bool_))
+                                                               for v in value):
+        return tuple(kind(v) for v in value)
     return tuple(kind(v) for v in np.broadcast_to(np.asarray(value), (3,)))
+
+
+def _rotation_rows(rotation: Any) -> tuple | None:
+    """``rotation`` as three rows of floats when it is a 3x3 rotation matrix (``R R^T = I`` to
+    1e-6, as ``np.allclose(..., atol=1e-6)``; determinant > 0), else None."""
+    rot = np.asarray(rotation, dtype=np.float64)
+    if rot.shape != (3, 3):
+        return None
+    r = rot.tolist()
+    for i in range(3):
+        for j in range(3):
+            dot = r[i][0] * r[j][0] + r[i][1] * r[j][1] + r[i][2] * r[j][2]
+            if not abs(dot - (i == j)) <= 1e-6 + 1e-5 * (i == j):
+                return None
+    det = (r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+           + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]))
+    return tuple(tuple(row) for row in r) if det > 0 else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,12 +163,10 @@ class MorphParams:
     rotation_policy: str = "given"
 
     def __post_init__(self) -> None:
-        rot = np.asarray(self.rotation, dtype=np.float64)
-        # np.allclose(rot @ rot.T, I, atol=1e-6) without its overhead
-        if rot.shape != (3, 3) or not bool((np.abs(rot @ rot.T - _EYE3) <= 1e-6 + 1e-5 * _EYE3).all()) \
-                or np.linalg.det(rot) < 0:
+        rows = _rotation_rows(self.rotation)
+        if rows is None:
             raise InputError(f"MorphParams.rotation must be a 3x3 rotation matrix, got {self.rotation!r}")
-        object.__setattr__(self, "rotation", tuple(tuple(float(v) for v in row) for row in rot))
+        object.__setattr__(self, "rotation", rows)
         object.__setattr__(self, "scale", _triple(self.scale))
         object.__setattr__(self, "flip", _triple(self.flip, bool))
         object.__setattr__(self, "translation_mm", _triple(self.translation_mm))

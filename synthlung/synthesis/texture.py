@@ -25,6 +25,7 @@ from ..backend import array_module
 from ..components import label
 from ..hosts.noise import NoiseSpectrum, correlated_noise
 from ..morphology import deeper_than_mm, ndimage_for, shell_distance_mm
+from ..smoothing import local_mean
 
 DENOISE_VOX = 1.0
 """Sigma (voxels) of the Gaussian that takes the seed's own noise off inside the tumour."""
@@ -68,8 +69,7 @@ def denoise_seed(seed: Any, tumour: Any, spacing_mm: tuple[float, float, float])
     core = deeper_than_mm(tumour, CORE_DEPTH_MM, spacing_mm) & ndi.binary_erosion(tumour)
     if not bool(core.any()):
         return seed, 0.0
-    m = core.astype(xp.float32)
-    smooth = ndi.gaussian_filter(seed * m, DENOISE_VOX) / xp.maximum(ndi.gaussian_filter(m, DENOISE_VOX), 1e-6)
+    smooth = local_mean(seed, core.astype(xp.float32), DENOISE_VOX)
     kept = float(xp.std((seed - smooth)[core])) * _white_noise_kept(DENOISE_VOX)
     return xp.where(core, smooth, seed).astype(xp.float32), kept
 
