@@ -25,10 +25,9 @@ Exactness: positions are float64, ``floor`` + fraction, and the lerps are
 identity or integer-translation ``matrix`` with no control grid reproduces the
 seed bit for bit. Sampling and the displacement sum are float32.
 
-``cpu`` evaluates ``D`` separably: the z taps first, on the control grid
-itself, then per output plane the x taps and per row the y taps, each a
-contiguous loop along the row; positions are computed in a branch-free pass
-before the gathers.
+``cpu`` evaluates ``D`` separably: per output row (i, j) the x/y taps reduce
+the control grid to a profile along z, spread over the row by a dense basis
+matrix; positions are computed in a branch-free pass before the gathers.
 ``cuda`` runs one thread per voxel with the 4x4x4 taps (``threadIdx.x`` along
 the output's contiguous last axis); it keeps only the affine map in float64 and
 adds the float32 displacement to the float32 fraction (then re-splits), so the
@@ -221,23 +220,16 @@ def _warp_cpu(image, soft, m, out_image, out_soft, control, elastic, origin, spa
     ix, wx = _axis_taps(nx, origin[0], spacing[0], control.shape[1])
     iy, wy = _axis_taps(ny, origin[1], spacing[1], control.shape[2])
     iz, wz = _axis_taps(nz, origin[2], spacing[2], cz)
-    # The tensor-product weights separate. The z taps go first, onto the control grid itself:
-    # along_z[d, a, b, k] = sum_c control[d, a, b, c] * B_z(k; c) (a few control points each way);
-    # then per output plane i the x taps collapse a, and per row (i, j) the y taps collapse b,
-    # contiguous loops over the row that the compiler vectorises.
-    cx, cy = control.shape[1], control.shape[2]
-    along_z = np.zeros((3, cx, cy, nz), dtype=np.float32)
-    if elastic:
-        for d in range(3):
-            for a in range(cx):
-                for b in range(cy):
-                    for k in range(nz):
-                        acc = np.float32(0.0)
-                        for c in range(4):
-                            acc += wz[k, c] * control[d, a, b, iz[k, c]]
-                        along_z[d, a, b, k] = acc
+    # z basis as a dense (cz, nz) matrix: spreading a row profile over z is then a contiguous,
+    # vectorisable loop (cz is small: a few control points per tumour).
+    basis_z = np.zeros((cz, nz), dtype=np.float32)
+    for k in range(nz):
+        for c in range(4):
+            basis_z[iz[k, c], k] += wz[k, c]
     for i in prange(nx):
-        plane = np.zeros((3, cy, nz), dtype=np.float32)
+        # The tensor-product weights separate: per row (i, j) the x/y taps collapse the control
+        # grid to a profile prof[d, c] along z, which basis_z spreads over the row.
+        prof = np.zeros((3, cz), dtype=np.float32)
         disp = np.zeros((3, nz), dtype=np.float32)
         cx0 = np.empty(nz, dtype=np.int64)
         cy0 = np.empty(nz, dtype=np.int64)
@@ -245,23 +237,23 @@ def _warp_cpu(image, soft, m, out_image, out_soft, control, elastic, origin, spa
         frx = np.empty(nz, dtype=np.float32)
         fry = np.empty(nz, dtype=np.float32)
         frz = np.empty(nz, dtype=np.float32)
-        if elastic:
-            for a in range(4):
-                wa = wx[i, a]
-                if wa != 0.0:
-                    for d in range(3):
-                        for b in range(cy):
-                            for k in range(nz):
-                                plane[d, b, k] += wa * along_z[d, ix[i, a], b, k]
         for j in range(ny):
             if elastic:
+                prof[:] = 0.0
+                for a in range(4):
+                    for b in range(4):
+                        wab = wx[i, a] * wy[j, b]
+                        if wab != 0.0:
+                            for d in range(3):
+                                for c in range(cz):
+                                    prof[d, c] += wab * control[d, ix[i, a], iy[j, b], c]
                 disp[:] = 0.0
-                for b in range(4):
-                    wb = wy[j, b]
-                    if wb != 0.0:
-                        for d in range(3):
+                for d in range(3):
+                    for c in range(cz):
+                        pdc = prof[d, c]
+                        if pdc != 0.0:
                             for k in range(nz):
-                                disp[d, k] += wb * plane[d, iy[j, b], k]
+                                disp[d, k] += pdc * basis_z[c, k]
             bx = m[0, 0] * i + m[0, 1] * j + m[0, 3]
             by = m[1, 0] * i + m[1, 1] * j + m[1, 3]
             bz = m[2, 0] * i + m[2, 1] * j + m[2, 3]
@@ -479,9 +471,9 @@ def inverse_jacobian_mean(control, axes, step, lattice_inv, to_mask, mask):
     total, norm = 0.0, 0.0
     jac = np.empty((3, 3))
     p = np.empty(3)
-    for k in range(kz):  # gx, gy, gz are (3, kz, ky, kx): the point loop runs along their memory
+    for i in range(kx):
         for j in range(ky):
-            for i in range(kx):
+            for k in range(kz):
                 inside = True
                 for d in range(3):
                     p[d] = to_mask[d, 0] * i + to_mask[d, 1] * j + to_mask[d, 2] * k + to_mask[d, 3]
