@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _ccl_stats_cuda, _lung_refine_cuda,
-                               _shell_distance_cuda, blend, block_mean, ccl_stats, lung_refine, shell_distance, warp)
+from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _ccl_stats_cuda, _lung_refine_cuda, _noise_gain_cuda,
+                               _shell_distance_cuda, blend, block_mean, ccl_stats, lung_refine, noise_gain,
+                               shell_distance, warp)
 
 from _launches import on_device, on_host, record_launches
 
@@ -77,6 +78,16 @@ def test_shell_distance(monkeypatch, order):
     out = shell_distance.cpu(mask, (0.8, 0.9, 2.0), 2.1)
     np.testing.assert_allclose(out, want, rtol=1e-6)
     assert out.flags.f_contiguous == (order == "F")
+
+
+def test_noise_gain(monkeypatch):
+    """The gain is a C-ordered half spectrum of its own (no input volume): its last axis under threadIdx.x."""
+    table = np.random.default_rng(0).uniform(1.0, 9.0, (5, 4)).astype(np.float32)
+    log = record_launches(monkeypatch, _noise_gain_cuda)
+    args = ((13, 10, 9), (0.8, 0.9, 2.0))
+    got = on_host(noise_gain.cuda(*args, on_device(table), 2, 0.1, 0.15))
+    np.testing.assert_allclose(got, noise_gain.reference(*args, table, 2, 0.1, 0.15), rtol=2e-6)
+    _assert_coalesced(log, 3)
 
 
 @pytest.mark.parametrize("order", ORDERS)

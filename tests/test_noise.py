@@ -81,3 +81,39 @@ def test_noise_that_changes_with_place_is_followed():
     assert NoiseSpectrum.from_record(spec.to_record()) == spec
     flat = NoiseSpectrum(spec.std_hu, 2, spec.f_inplane, spec.f_axial, spec.nps, spec.n_voxels)
     assert flat.std_near((10, 20, 15), spacing) == spec.std_hu
+
+
+@pytest.mark.parametrize("shape", [(9, 10, 12), (11, 7, 13), (1, 5, 2)])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_noise_gain_cpu_and_cuda_match_the_array_expressions(shape, axis):
+    """The filter on a tumour-sized box (odd and even sizes, every scan axis), against the oracle;
+    a table with a negative entry (clamped to 0) and frequencies beyond it (held at its edge)."""
+    from synthlung.kernels import noise_gain
+
+    from _launches import on_device, on_host
+    rng = np.random.default_rng(2)
+    table = rng.uniform(0.5, 40.0, (6, 4)).astype(np.float32)
+    table[3, 1] = -2.0
+    args = (shape, (0.7, 0.9, 2.5), table, axis, 0.12, 0.08)
+    want = noise_gain.reference(*args)
+    assert want.shape == (shape[0], shape[1], shape[2] // 2 + 1)
+    for got in (noise_gain.cpu(*args), on_host(noise_gain.cuda(shape, args[1], on_device(table), *args[3:]))):
+        assert got.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
+    # unit std: mean power over the full spectrum is 1 (rfft half counted twice where it stands for two)
+    twice = np.full(want.shape[2], 2.0)
+    twice[0] = 1.0
+    if shape[2] % 2 == 0:
+        twice[-1] = 1.0
+    assert (want.astype(np.float64) ** 2 * twice).sum() / np.prod(shape) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_noise_gain_refuses_bad_input():
+    from synthlung.kernels import noise_gain
+    table = np.ones((3, 3), np.float32)
+    with pytest.raises(InputError, match="scan_axis"):
+        noise_gain.cpu((4, 4, 4), (1.0, 1.0, 1.0), table, 3, 0.1, 0.1)
+    with pytest.raises(InputError, match="spacings"):
+        noise_gain.cpu((4, 4, 4), (1.0, 0.0, 1.0), table, 2, 0.1, 0.1)
+    with pytest.raises(InputError, match="steps"):
+        noise_gain.cpu((4, 4, 4), (1.0, 1.0, 1.0), table, 2, 0.0, 0.1)

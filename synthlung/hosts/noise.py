@@ -27,7 +27,8 @@ import numpy as np
 import scipy.fft
 from scipy.fft import next_fast_len
 
-from ..backend import array_module, asnumpy
+from ..backend import array_module, asnumpy, dispatch
+from ..kernels import noise_gain
 from ..errors import InputError
 from ..morphology import bounding_box, distance_mm, ndimage_for
 from ..smoothing import gaussian, local_mean
@@ -221,45 +222,21 @@ def host_noise(host: Any) -> NoiseSpectrum:
     return NoiseSpectrum.from_record(host.record["soft_tissue_noise"])
 
 
-def _interp(xp: Any, table: Any, step: float, f: Any) -> tuple[Any, Any, Any]:
-    """Linear interpolation indices/weights of frequencies ``f`` on a table of ``step`` spacing."""
-    u = xp.clip(f / step, 0.0, table - 1.0)
-    i0 = xp.minimum(xp.floor(u).astype(xp.int64), max(int(table) - 2, 0))
-    return i0, xp.minimum(i0 + 1, int(table) - 1), (u - i0).astype(xp.float32)
-
-
 def correlated_noise(shape: tuple[int, int, int], spacing_mm: tuple[float, float, float],
                      spectrum: NoiseSpectrum, normal: Any) -> Any:
     """Noise of unit std with the spectrum's shape on a box of ``shape`` voxels.
 
     ``normal``: standard normal numbers of that shape (the case generator's, on the
     wanted device); they are filtered by the square root of the spectrum, bilinearly
-    interpolated at each FFT frequency of the box (periodic, so stationary everywhere).
+    interpolated at each FFT frequency of the box (periodic, so stationary everywhere;
+    the filter: :mod:`synthlung.kernels.noise_gain`).
     """
     xp = array_module(normal)
-    axis = spectrum.scan_axis
-    plane = [a for a in range(3) if a != axis]
-    f = [xp.fft.fftfreq(int(n), float(s)).astype(xp.float32) for n, s in zip(shape[:2], spacing_mm[:2])]
-    f.append(xp.fft.rfftfreq(int(shape[2]), float(spacing_mm[2])).astype(xp.float32))
     table = xp.asarray(np.asarray(spectrum.nps, dtype=np.float32))
     fr, fz = spectrum.f_inplane, spectrum.f_axial
     step_r = fr[1] - fr[0] if len(fr) > 1 else 1.0
     step_z = fz[1] - fz[0] if len(fz) > 1 else 1.0
-    # bilinear in (in-plane radius, |axial|): the table is first interpolated at the box's
-    # axial frequencies, then at each in-plane radius, and spread over the box
-    r0, r1, wr = _interp(xp, len(fr), step_r, xp.hypot(f[plane[0]][:, None], f[plane[1]][None, :]))
-    z0, z1, wz = _interp(xp, len(fz), step_z, xp.abs(f[axis]))
-    along = (1 - wz) * table[:, z0] + wz * table[:, z1]  # (radii, axial frequencies)
-    power = xp.moveaxis((1 - wr)[..., None] * along[r0] + wr[..., None] * along[r1], (0, 1, 2),
-                        (plane[0], plane[1], axis))
-    # the half spectrum stands for the whole: interior columns twice (Parseval), for unit std
-    twice = np.full(len(f[2]), 2.0, np.float32)
-    twice[0] = 1.0
-    if shape[2] % 2 == 0:
-        twice[-1] = 1.0
-    power = xp.maximum(power, 0.0)
-    total = float((power * xp.asarray(twice)).sum()) / float(np.prod(shape))
-    gain = xp.sqrt(power / max(total, 1e-30)).astype(xp.float32)
+    gain = dispatch(noise_gain, table)(shape, spacing_mm, table, spectrum.scan_axis, step_r, step_z)
     fft = scipy.fft if xp is np else xp.fft  # scipy's: 1.5-2x NumPy's on a tumour's box
     spectrum_of = fft.rfftn(normal, axes=(0, 1, 2))
     return fft.irfftn(spectrum_of * gain, s=tuple(int(n) for n in shape), axes=(0, 1, 2)).astype(xp.float32)
