@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _ccl_stats_cuda, _lung_refine_cuda, _noise_gain_cuda,
-                               _shell_distance_cuda, blend, block_mean, ccl_stats, lung_refine, noise_gain,
-                               shell_distance, warp)
+from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _bounds_cuda, _ccl_stats_cuda, _lung_refine_cuda,
+                               _noise_gain_cuda, _shell_distance_cuda, blend, block_mean, bounds, ccl_stats,
+                               lung_refine, noise_gain, shell_distance, warp)
 
 from _launches import on_device, on_host, record_launches
 
@@ -78,6 +78,14 @@ def test_shell_distance(monkeypatch, order):
     out = shell_distance.cpu(mask, (0.8, 0.9, 2.0), 2.1)
     np.testing.assert_allclose(out, want, rtol=1e-6)
     assert out.flags.f_contiguous == (order == "F")
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_bounds(monkeypatch, order):
+    mask = _volume(order) > 300
+    log = record_launches(monkeypatch, _bounds_cuda)
+    assert np.array_equal(bounds.cuda(on_device(mask)), bounds.reference(mask))
+    _assert_coalesced(log, 3)
 
 
 def test_noise_gain(monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthlung.morphology import EDT_PARALLEL_VOXELS, deeper_than_mm, distance_mm
+from synthlung.morphology import EDT_PARALLEL_VOXELS, bounding_box, deeper_than_mm, distance_mm
 
 
 @pytest.mark.parametrize("spacing", [(1.5, 1.5, 1.5), (0.7, 0.8, 2.5), (5.0, 0.6, 0.6)])
@@ -73,3 +73,30 @@ def test_shell_distance_refuses_bad_spacing():
     from synthlung.kernels import shell_distance
     with pytest.raises(InputError, match="spacings > 0"):
         shell_distance.cpu(np.ones((3, 3, 3), bool), (1.0, 0.0, 1.0), 2.0)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_bounds_cpu_and_cuda_match_numpy(order):
+    """Empty, one voxel, sparse and dense masks, sliced views and non-bool dtypes; a whole-CT-sized
+    mask takes NumPy's path on the CPU and must agree too."""
+    from synthlung.kernels import bounds
+
+    from _launches import on_device, on_host
+    rng = np.random.default_rng(8)
+    masks = [np.zeros((6, 5, 7), bool), np.zeros((1, 1, 1), bool)]
+    one = np.zeros((9, 8, 7), bool)
+    one[3, 0, 6] = True
+    masks.append(one)
+    masks += [rng.random((13, 11, 9)) < p for p in (0.002, 0.05, 0.6)]
+    masks = [np.asfortranarray(m) if order == "F" else m for m in masks]
+    masks += [masks[-2][2:, ::2, 1:], masks[-1].astype(np.uint8), (masks[-2] * 2.5).astype(np.float32)]
+    for m in masks:
+        want = bounds.reference(m)
+        assert np.array_equal(bounds.cpu(m), want), m.shape
+        assert np.array_equal(np.asarray(on_host(bounds.cuda(on_device(m)))), want), m.shape
+    big = np.zeros((128, 128, 64), bool)
+    big[5:9, 100, 3:60] = True
+    assert big.size >= bounds.NUMPY_FROM_VOXELS
+    assert bounds.cpu(big).tolist() == [[5, 8], [100, 100], [3, 59]]
+    assert bounding_box(np.zeros((4, 4, 4), bool)) is None
+    assert bounding_box(one, 2) == (slice(1, 6), slice(0, 3), slice(4, 7))
