@@ -75,6 +75,8 @@ def _is_torch(x: Any) -> bool:
 
 def array_module(x: Any) -> Any:
     """``cupy`` for a CuPy array, ``numpy`` otherwise."""
+    if type(x) is np.ndarray:  # the common case, called many times per tumour
+        return np
     if _is_cupy(x):
         import cupy
         return cupy
