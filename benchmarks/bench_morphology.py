@@ -1,4 +1,4 @@
-"""A tumour's shell distance: synthlung's bounded kernel beside full distance transforms.
+"""A tumour's shell distance and bounding box: synthlung's small-box kernels beside the usual calls.
 
 Mask: lung1's real tumour (../shared/data) resampled to the chest host's 1.5 mm
 grid, scaled to about 20 mm and set in a box with 10 mm of context each side, as
@@ -7,7 +7,9 @@ below the surface only to 2.25 mm (shell 1.5 mm plus half a voxel):
 ``synthlung.morphology.shell_distance_mm`` computes exactly that; ``edt.edt`` (what
 ``distance_mm`` runs on the CPU) and ``scipy.ndimage.distance_transform_edt``
 compute the whole transform. The GPU group puts ``shell_distance.cuda`` beside
-``cupyx.scipy.ndimage.distance_transform_edt`` on the same mask.
+``cupyx.scipy.ndimage.distance_transform_edt`` on the same mask. The bounding box
+(found several times per insertion): ``synthlung.morphology.bounding_box``
+(:mod:`synthlung.kernels.bounds`) beside NumPy's per-axis ``any`` and ``flatnonzero``.
 
 Run: ``pytest benchmarks/bench_morphology.py --benchmark-enable`` (the GPU group needs CuPy).
 """
@@ -58,6 +60,21 @@ def test_scipy_full_transform(benchmark, tumour_box):
     from scipy import ndimage
     benchmark.group = "tumour shell distance (CPU)"
     _run(benchmark, lambda m: ndimage.distance_transform_edt(m, sampling=SPACING), tumour_box)
+
+
+def test_bounding_box_synthlung(benchmark, tumour_box):
+    """The tumour's bounding box as ``blend`` asks for it: ``kernels.bounds`` (one compiled pass)."""
+    from synthlung.morphology import bounding_box
+    benchmark.group = "tumour bounding box (CPU)"
+    box = _run(benchmark, bounding_box, tumour_box)
+    assert tumour_box[box].sum() == tumour_box.sum()
+
+
+def test_bounding_box_numpy(benchmark, tumour_box):
+    """The same from NumPy: ``any`` over two axes and ``flatnonzero``, per axis (what it replaced)."""
+    from synthlung.kernels import bounds
+    benchmark.group = "tumour bounding box (CPU)"
+    _run(benchmark, bounds.reference, tumour_box)
 
 
 def _run_gpu(benchmark, fn, box):
