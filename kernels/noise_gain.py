@@ -22,13 +22,14 @@ with ``reference`` to ~1e-6 relative.
 from __future__ import annotations
 
 import math
-import types
 
 import numpy as np
 from numba import njit
 
 from synthlung.backend import array_module, cuda_module
 from synthlung.errors import InputError
+
+from .device_code import compiled
 
 
 def _interp(u_max, step, f):
@@ -58,10 +59,9 @@ def power_op(table, f_a, f_b, f_axial, step_r, step_z):
 
 
 def _compile(jit) -> tuple:
-    """``_frequency`` and ``power_op`` compiled with ``jit`` (``power_op`` calling the compiled helpers)."""
-    helpers = {fn.__name__: jit(fn) for fn in (_interp, _frequency)}
-    glob = dict(power_op.__globals__, **helpers)
-    return helpers["_frequency"], jit(types.FunctionType(power_op.__code__, glob, "power_op"))
+    """``_frequency`` and ``power_op`` compiled with ``jit`` (``power_op`` calling the compiled ``_interp``)."""
+    done = compiled((_interp, _frequency, power_op), jit)
+    return done["_frequency"], done["power_op"]
 
 
 _frequency_nb, _power_nb = _compile(njit(inline="always"))

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import functools
 import math
-import types
 from typing import Any
 
 import numpy as np
@@ -49,6 +48,8 @@ from numba import njit, prange
 
 from synthlung.backend import cuda_module
 from synthlung.errors import InputError
+
+from .device_code import compiled, rebind
 
 __all__ = ["cpu", "cuda", "reference", "control_shape_for", "bspline_basis", "inverse_jacobian_mean"]
 
@@ -167,20 +168,10 @@ def _scalars(fill_image, fill_soft, hu_scale, hu_shift):
     return (np.float32(fill_image), np.float32(fill_soft), np.float32(hu_scale - 1.0), np.float32(hu_shift))
 
 
-def _rebind(fn, names: dict):
-    """A copy of function ``fn`` whose global names ``names`` resolve to other objects."""
-    glob = dict(fn.__globals__)
-    glob.update(names)
-    return types.FunctionType(fn.__code__, glob, fn.__name__, fn.__defaults__, fn.__closure__)
-
-
 def _compile_helpers(jit, cold_jit) -> dict:
     """The shared scalar helpers compiled with ``jit`` (``cold_jit`` for the rare border path)."""
-    compiled: dict = {}
-    for fn in (_bspline, _split, _lerp, _corner, _blend8, _trilinear, _trilinear_edge, _sample_corner):
-        compile_ = cold_jit if fn in (_corner, _trilinear_edge) else jit
-        compiled[fn.__name__] = compile_(_rebind(fn, compiled))
-    return compiled
+    return compiled((_bspline, _split, _lerp, _corner, _blend8, _trilinear, _trilinear_edge, _sample_corner), jit,
+                    cold=(_corner, _trilinear_edge), cold_jit=cold_jit)
 
 
 # ---------------------------------------------------------------- CPU (Numba)
@@ -363,7 +354,7 @@ def _cuda_kernel():
 
     names = _compile_helpers(nbcuda.jit(device=True), nbcuda.jit(device=True))
     names["cuda"] = nbcuda
-    return nbcuda.jit(_rebind(_warp_cuda, names))
+    return nbcuda.jit(rebind(_warp_cuda, names))
 
 
 def cuda(image: Any, soft: Any, matrix: Any, out_shape: tuple[int, int, int],
