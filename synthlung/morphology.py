@@ -79,7 +79,8 @@ def signed_distance_mm(mask: Any, spacing_mm: tuple[float, float, float]) -> Any
 def bounding_box(mask: Any, pad: tuple[int, int, int] = (0, 0, 0)) -> tuple[slice, ...] | None:
     """Slices of a 3-D mask's bounding box grown by ``pad`` voxels (clipped, :func:`grown`); None if
     empty. One compiled pass (:mod:`synthlung.kernels.bounds`): a tumour's boxes are found several
-    times per insertion, where NumPy's reductions cost 55 us of call overhead on a 20^3 box."""
+    times per insertion, where NumPy's reductions took 55 us on an 18 x 16 x 20 box here, nearly
+    all of it call overhead."""
     found = dispatch(bounds, mask)(mask).tolist()
     if found[0][0] > found[0][1]:
         return None
