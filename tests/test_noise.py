@@ -83,7 +83,7 @@ def test_noise_that_changes_with_place_is_followed():
     assert flat.std_near((10, 20, 15), spacing) == spec.std_hu
 
 
-@pytest.mark.parametrize("shape", [(9, 10, 12), (11, 7, 13), (1, 5, 2)])
+@pytest.mark.parametrize("shape", [(6, 5, 8), (5, 7, 9), (1, 5, 2)])
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_noise_gain_cpu_and_cuda_match_the_array_expressions(shape, axis):
     """The filter on a tumour-sized box (odd and even sizes, every scan axis), against the oracle;
