@@ -25,9 +25,10 @@ Exactness: positions are float64, ``floor`` + fraction, and the lerps are
 identity or integer-translation ``matrix`` with no control grid reproduces the
 seed bit for bit. Sampling and the displacement sum are float32.
 
-``cpu`` evaluates ``D`` separably: per output row (i, j) the x/y taps reduce
-the control grid to a profile along z, spread over the row by a dense basis
-matrix; positions are computed in a branch-free pass before the gathers.
+``cpu`` evaluates ``D`` separably: per output plane i the x taps reduce the
+control grid to a plane, per row (i, j) the y taps reduce that to a profile
+along z, spread over the row by a dense basis matrix; positions are computed in
+a branch-free pass before the gathers.
 ``cuda`` runs one thread per voxel with the 4x4x4 taps (``threadIdx.x`` along
 the output's contiguous last axis); it keeps only the affine map in float64 and
 adds the float32 displacement to the float32 fraction (then re-splits), so the
@@ -217,9 +218,20 @@ def _warp_cpu(image, soft, m, out_image, out_soft, control, elastic, origin, spa
     for k in range(nz):
         for c in range(4):
             basis_z[iz[k, c], k] += wz[k, c]
+    cy = control.shape[2]
     for i in prange(nx):
-        # The tensor-product weights separate: per row (i, j) the x/y taps collapse the control
-        # grid to a profile prof[d, c] along z, which basis_z spreads over the row.
+        # The tensor-product weights separate: per plane i the x taps collapse the control grid
+        # to plane[d, b, c]; per row (i, j) the y taps collapse that to a profile prof[d, c]
+        # along z, which basis_z spreads over the row.
+        plane = np.zeros((3, cy, cz), dtype=np.float32)
+        if elastic:
+            for a in range(4):
+                wa = wx[i, a]
+                if wa != 0.0:
+                    for d in range(3):
+                        for b in range(cy):
+                            for c in range(cz):
+                                plane[d, b, c] += wa * control[d, ix[i, a], b, c]
         prof = np.zeros((3, cz), dtype=np.float32)
         disp = np.zeros((3, nz), dtype=np.float32)
         cx0 = np.empty(nz, dtype=np.int64)
@@ -231,13 +243,12 @@ def _warp_cpu(image, soft, m, out_image, out_soft, control, elastic, origin, spa
         for j in range(ny):
             if elastic:
                 prof[:] = 0.0
-                for a in range(4):
-                    for b in range(4):
-                        wab = wx[i, a] * wy[j, b]
-                        if wab != 0.0:
-                            for d in range(3):
-                                for c in range(cz):
-                                    prof[d, c] += wab * control[d, ix[i, a], iy[j, b], c]
+                for b in range(4):
+                    wb = wy[j, b]
+                    if wb != 0.0:
+                        for d in range(3):
+                            for c in range(cz):
+                                prof[d, c] += wb * plane[d, iy[j, b], c]
                 disp[:] = 0.0
                 for d in range(3):
                     for c in range(cz):
