@@ -13,6 +13,7 @@ gives the same distances up to that reach without the whole transform.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -57,17 +58,36 @@ def shell_distance_mm(mask: Any, spacing_mm: tuple[float, float, float], reach_m
     return dispatch(shell_distance, mask)(mask, spacing_mm, reach_mm)
 
 
+_CROSS = np.abs(np.indices((3, 3, 3)) - 1).sum(axis=0) <= 1  # generate_binary_structure(3, 1)
+_CROSS.flags.writeable = False
+
+
+def eroded(mask: Any) -> Any:
+    """``scipy.ndimage.binary_erosion(mask)`` of a 3-D mask (the 6-connected cross; cupyx on CuPy)
+    with the cross made once: scipy makes it on every call, half the cost on a tumour's box."""
+    xp = array_module(mask)
+    return ndimage_for(xp).binary_erosion(mask, xp.asarray(_CROSS))
+
+
 def deeper_than_mm(mask: Any, depth_mm: float, spacing_mm: tuple[float, float, float]) -> Any:
     """``distance_mm(mask, spacing_mm) > depth_mm`` (bool) by one erosion with the ball of voxel
     offsets within ``depth_mm`` (>= 0): for the shallow depths of a tumour's box, a fraction of the
     transform's cost. Voxels beyond the array edge do not count as outside (as in :func:`distance_mm`)."""
     xp = array_module(mask)
+    ball = _ball(tuple(float(v) for v in spacing_mm), float(depth_mm))
+    return ndimage_for(xp).binary_erosion(mask.astype(bool), xp.asarray(ball), border_value=1)
+
+
+@functools.cache
+def _ball(spacing_mm: tuple[float, float, float], depth_mm: float) -> np.ndarray:
+    """The structuring element of :func:`deeper_than_mm` (read-only, made once per spacing and depth)."""
     offsets, _ = shell_distance.ball_offsets(spacing_mm, depth_mm)
-    reach = np.floor(float(depth_mm) / np.asarray(spacing_mm, dtype=np.float64)).astype(int)
+    reach = np.floor(depth_mm / np.asarray(spacing_mm, dtype=np.float64)).astype(int)
     ball = np.zeros(tuple(2 * reach + 1), dtype=bool)
     ball[tuple(reach)] = True
     ball[tuple((offsets + reach).T)] = True
-    return ndimage_for(xp).binary_erosion(mask.astype(bool), xp.asarray(ball), border_value=1)
+    ball.flags.writeable = False
+    return ball
 
 
 def signed_distance_mm(mask: Any, spacing_mm: tuple[float, float, float]) -> Any:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthlung.morphology import EDT_PARALLEL_VOXELS, bounding_box, deeper_than_mm, distance_mm
+from scipy import ndimage
+
+from synthlung.morphology import EDT_PARALLEL_VOXELS, bounding_box, deeper_than_mm, distance_mm, eroded
 
 
 @pytest.mark.parametrize("spacing", [(1.5, 1.5, 1.5), (0.7, 0.8, 2.5), (5.0, 0.6, 0.6)])
@@ -17,6 +19,16 @@ def test_deeper_than_matches_distance(spacing, depth):
     got = deeper_than_mm(mask, depth, spacing)
     np.testing.assert_array_equal(got, distance_mm(mask, spacing) > depth)
     assert got.any() and not got.all()
+
+
+@pytest.mark.parametrize("shape", [(9, 13, 14), (1, 6, 5), (2, 7, 3), (12, 1, 2)])
+def test_eroded_is_scipys_binary_erosion(shape):
+    rng = np.random.default_rng(sum(shape))
+    mask = rng.random(shape) > 0.15
+    for m in (mask, np.asfortranarray(mask), np.ones(shape, bool), mask.astype(np.uint8)):
+        got = eroded(m)
+        assert got.dtype == bool
+        np.testing.assert_array_equal(got, ndimage.binary_erosion(m))
 
 
 def test_distance_threads_only_for_large_masks():

@@ -43,7 +43,7 @@ from ..backend import array_module, resolve_backend
 from ..errors import InputError
 from ..hosts.noise import NoiseSpectrum
 from ..kernels import blend as _kernel
-from ..morphology import bounding_box, distance_mm, grown, ndimage_for
+from ..morphology import bounding_box, distance_mm, eroded, grown
 from .texture import add_host_noise, continue_vessels, denoise_seed
 
 METHODS = ("alpha", "poisson", "poisson-textbook", "replace")
@@ -106,7 +106,6 @@ def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha
     if texture is not None and rng is None:
         raise InputError("blend: texture needs rng (a random generator)")
     xp = array_module(host_box)
-    ndi = ndimage_for(xp)
     impl = getattr(_kernel, resolve_backend(host_box, backend))
     lo, hi = (float(v) for v in hu_range)
     host = host_box.astype(xp.float32)
@@ -139,7 +138,7 @@ def blend(host_box: Any, seed_box: Any, soft_mask_box: Any, method: str = "alpha
         solve = region.copy()
         if method == "poisson":
             if core_erosion_mm is None:
-                core = ndi.binary_erosion(tumour)
+                core = eroded(tumour)
             else:
                 core = distance_mm(tumour, spacing_mm) > float(core_erosion_mm)
             fixed[core] = seed[core]

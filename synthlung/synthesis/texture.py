@@ -24,7 +24,7 @@ import numpy as np
 from ..backend import array_module
 from ..components import label
 from ..hosts.noise import NoiseSpectrum, correlated_noise
-from ..morphology import deeper_than_mm, ndimage_for, shell_distance_mm
+from ..morphology import deeper_than_mm, eroded, shell_distance_mm
 from ..smoothing import local_mean
 
 DENOISE_VOX = 1.0
@@ -65,8 +65,7 @@ def denoise_seed(seed: Any, tumour: Any, spacing_mm: tuple[float, float, float])
     were white: ``std(removed) * kept/removed`` of such a Gaussian.
     """
     xp = array_module(seed)
-    ndi = ndimage_for(xp)
-    core = deeper_than_mm(tumour, CORE_DEPTH_MM, spacing_mm) & ndi.binary_erosion(tumour)
+    core = deeper_than_mm(tumour, CORE_DEPTH_MM, spacing_mm) & eroded(tumour)
     if not bool(core.any()):
         return seed, 0.0
     smooth = local_mean(seed, core.astype(xp.float32), DENOISE_VOX)
@@ -87,7 +86,7 @@ def add_host_noise(image: Any, weight: Any, tumour: Any, spacing_mm: tuple[float
     if extra == 0.0:
         return image, 0.0
     noise = correlated_noise(image.shape, spacing_mm, spectrum, standard_normal(xp, rng, image.shape))
-    core = ndimage_for(xp).binary_erosion(tumour)
+    core = eroded(tumour)
     core = core if bool(core.any()) else tumour
     if bool(core.any()):
         noise -= noise[core].mean()
