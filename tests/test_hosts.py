@@ -287,3 +287,15 @@ def test_host_bank_rerun_reuses_unchanged_hosts(tmp_path, phantom, monkeypatch):
     # Another method is a change: that host is made again.
     with pytest.raises(AssertionError, match="segmented again"):
         build_host_bank(tmp_path / "cat", tmp_path / "bank", method="lungmask")
+
+
+def test_host_noise_is_kept_per_record_entry_and_follows_a_new_one(phantom):
+    from synthlung.hosts.noise import host_noise
+    host = make_host(phantom.image, phantom.label, host_id="a")
+    first = host_noise(host)
+    assert host_noise(host) is first  # the prepared host's spectrum read once
+    entry = dict(host.record["soft_tissue_noise"], std_hu=2.0 * first.std_hu)
+    host.record["soft_tissue_noise"] = entry  # e.g. a host bank's record put in its place
+    second = host_noise(host)
+    assert second.std_hu == 2.0 * first.std_hu and second.nps == first.nps
+    assert second.std_near((0, 0, 0), host.image.spacing) != first.std_near((0, 0, 0), host.image.spacing)
