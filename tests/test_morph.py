@@ -1,6 +1,7 @@
 """Seed morphing: parameters, records, exactness on the lattice, volume and centroid checks."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -171,6 +172,14 @@ def test_sample_ranges_and_validation():
     seed = _blob_seed((9, 9, 9), np.eye(4), (3.0, 3.0, 3.0))
     with pytest.raises(InputError, match="target"):
         morph(seed, MorphParams.identity(), target=(1.0, 2.0))
+    with pytest.raises(InputError, match="singular"):
+        morph(seed, MorphParams.identity(), target=np.diag([1.0, 1.0, 0.0, 1.0]))
+    drawn = MorphParams.sample(np.random.default_rng(2), elastic_magnitude_mm=1.0)
+    bigger = drawn.scaled(1.25)
+    assert bigger.to_record() == dataclasses.replace(drawn, scale=tuple(v * 1.25 for v in drawn.scale)).to_record()
+    assert drawn.scale != bigger.scale  # the original is left as it was
+    with pytest.raises(InputError, match="positive"):
+        drawn.scaled(0.0)
     empty = SimpleNamespace(image=seed.image, soft_mask=seed.soft_mask,
                             mask=Volume(np.zeros((9, 9, 9), np.uint8), np.eye(4)))
     with pytest.raises(InputError, match="empty"):

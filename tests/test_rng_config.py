@@ -30,6 +30,20 @@ def test_config_from_yaml_round_trip(tmp_path):
     assert SynthesisConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+def test_config_to_dict_is_dataclasses_asdict():
+    import dataclasses
+    from synthlung.synthesis.placement import PlacementRules
+    from synthlung.synthesis.sizing import SizePolicy
+    given = SynthesisConfig(n_tumors=(1, 2), n_tumors_weights=(0.3, 0.7), method="poisson", texture=False,
+                            sizes=None, blend={"feather_mm": 1.5, "margin_mm": [1.0, {"a": (2, None)}]},
+                            morph={"scale": (0.9, 1.1)}, placement=PlacementRules(min_inside_fraction=0.8))
+    for cfg in (SynthesisConfig(), given):
+        assert repr(cfg.to_dict()) == repr(dataclasses.asdict(cfg))  # same values and container types
+    out = given.to_dict()  # a copy: changing it leaves the config as it was
+    assert out["blend"] is not given.blend and out["blend"]["margin_mm"] is not given.blend["margin_mm"]
+    assert SynthesisConfig(sizes=SizePolicy()).to_dict()["sizes"] == dataclasses.asdict(SizePolicy())
+
+
 @pytest.mark.parametrize("text, message", [
     ("colour: red\n", "unknown synthesis option"),
     ("method: smear\n", "blending method 'smear'"),

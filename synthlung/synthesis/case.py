@@ -14,6 +14,7 @@ The zone's candidate centres are listed once per host and kept.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import weakref
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..backend import array_module
 from ..errors import InputError
 from ..hosts.noise import host_noise
 from ..lru import LRUCache
@@ -79,8 +81,8 @@ class SynthesisConfig:
             raise InputError("n_tumors_weights must have one weight per entry of n_tumors")
 
     def to_dict(self) -> dict:
-        """A JSON-serialisable form (what the case record stores)."""
-        return dataclasses.asdict(self)
+        """A JSON-serialisable form (what the case record stores): ``dataclasses.asdict``'s."""
+        return _plain(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "SynthesisConfig":
@@ -110,6 +112,24 @@ class SynthesisConfig:
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a mapping of options, got {type(data).__name__}")
         return cls.from_dict(data)
+
+
+_ATOMS = (bool, int, float, str, type(None))
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict``'s conversion (dataclasses to dicts, containers rebuilt, the rest
+    deep-copied), without its deep copy of every number: half its time on a config,
+    which every case record holds."""
+    if isinstance(value, _ATOMS):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)((_plain(k), _plain(v)) for k, v in value.items())
+    return copy.deepcopy(value)
 
 
 def _options(kind: type, name: str, values: dict) -> Any:
@@ -170,7 +190,7 @@ def _centre_in_box(morphed: Any) -> tuple[int, int, int]:
 
 
 def _equivalent_radius_mm(mask: Any, spacing_mm: tuple[float, float, float]) -> float:
-    volume = float(mask.sum()) * float(np.prod(spacing_mm))
+    volume = float(array_module(mask).count_nonzero(mask)) * float(np.prod(spacing_mm))
     return float((3.0 * volume / (4.0 * np.pi)) ** (1.0 / 3.0))
 
 
@@ -199,8 +219,6 @@ class Occupancy:
             if all(x < y for x, y in zip(a, b)):
                 overlaps.append((tuple(slice(x - l, y - l) for x, y, l in zip(a, b, lo)),
                                  mask[tuple(slice(x - o, y - o) for x, y, o in zip(a, b, offset))]))
-        if self.tumors is None and not overlaps:
-            return self.xp.broadcast_to(self.xp.zeros((), dtype=bool), shape)  # nothing here: no array
         out = self.tumors[box] > 0 if self.tumors is not None else self.xp.zeros(shape, dtype=bool)
         for where, part in overlaps:
             out[where] |= part
@@ -309,14 +327,14 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
             size = {"seed_diameter_mm": round(float(seed_mm[index]), 3)}
             if target is not None:
                 factor = config.sizes.factor(seed_mm[index], target / float(np.prod(params.scale)) ** (1 / 3))
-                params = dataclasses.replace(params, scale=tuple(v * factor for v in params.scale))
+                params = params.scaled(factor)
                 size.update(target_diameter_mm=round(target, 3), size_factor=round(factor, 6))
             found = planner.place(seed, params, rng)
             if found is None:
                 continue
             morphed, placement, params = found
             mask = morphed.mask.array.astype(bool)
-            volume_ml = float(mask.sum()) * voxel_ml
+            volume_ml = float(xp.count_nonzero(mask)) * voxel_ml
             diameter = sphere_diameter_mm(volume_ml)
             lung = int(host.lungs.array[placement.centre_voxel])
             if not tally.fits(volume_ml, diameter, lung):
@@ -484,7 +502,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
             "pleural_contact": tumor.placement.contact,
             "size": tumor.size,
             "tries": tumor.placement.tries,
-            "tumor_voxels": int(tumor.morphed.mask.array.astype(bool).sum()),
+            "tumor_voxels": int(xp.count_nonzero(tumor.morphed.mask.array)),
             "blend": {"method": config.method, "region_voxels": done.region_voxels, **done.info},
         })
     record = {

@@ -107,4 +107,4 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
     info = {"solver_iterations": result.iterations, "relative_residual": result.residual,
             "noise_added_hu": result.noise_added_hu, "vessel_voxels": result.vessel_voxels,
             "host_noise_near_hu": None if texture is None else round(texture.std_hu, 3)}
-    return InsertResult(int(changed.sum()), info)
+    return InsertResult(int(xp.count_nonzero(changed)), info)

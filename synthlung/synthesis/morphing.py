@@ -21,6 +21,7 @@ the soft mask.
 """
 from __future__ import annotations
 
+import copy
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ __all__ = ["MorphParams", "MorphedSeed", "morph", "thick_slice_axis"]
 
 _IDENTITY3 = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 _SNAP = 1e-9  # composed matrix entries this close to an integer are made exact (voxels)
+# (3, 8): which of a box's eight corners takes each axis's last index (True) or first (False)
+_CORNER_PICK = np.array([[(c >> (2 - a)) & 1 for c in range(8)] for a in range(3)], dtype=bool)
 
 
 # ---------------------------------------------------------------- parameters
@@ -102,7 +105,7 @@ def thick_slice_axis(seed: Any, host_spacing_mm: Sequence[float], ratio: float =
 
 def _draw(rng: np.random.Generator, name: str, value: Any) -> float:
     """A number: ``value`` itself, or uniform in ``value = (lo, hi)``."""
-    if np.ndim(value) == 0:
+    if isinstance(value, (int, float)) or np.ndim(value) == 0:
         return float(value)
     lo, hi = (float(v) for v in value)
     if hi < lo:
@@ -233,7 +236,8 @@ class MorphParams:
         else:
             per_axis = scale if np.ndim(scale) == 2 else [scale] * 3
             scales = tuple(_draw(rng, "scale", s) for s in per_axis)
-        p_flip = np.broadcast_to(np.asarray(flip_probability, dtype=np.float64), (3,))
+        p_flip = float(flip_probability) if isinstance(flip_probability, (int, float)) else \
+            np.broadcast_to(np.asarray(flip_probability, dtype=np.float64), (3,))
         flips = tuple(bool(f) for f in rng.random(3) < p_flip)
         spacing = _draw(rng, "elastic_spacing_mm", elastic_spacing_mm)
         magnitude = _draw(rng, "elastic_magnitude_mm", elastic_magnitude_mm)
@@ -265,6 +269,16 @@ class MorphParams:
         if unknown:
             raise InputError(f"MorphParams record has unknown keys {sorted(unknown)}")
         return cls(**record)
+
+    def scaled(self, factor: float) -> "MorphParams":
+        """These parameters with every ``scale`` factor times ``factor`` (> 0); the rest, checked
+        already, is shared (``dataclasses.replace`` would check and copy it all again)."""
+        factor = float(factor)
+        if not factor > 0:
+            raise InputError(f"MorphParams.scaled: factor must be positive, got {factor}")
+        out = copy.copy(self)
+        object.__setattr__(out, "scale", tuple(v * factor for v in self.scale))
+        return out
 
     def linear(self) -> np.ndarray:
         """The 3x3 world matrix ``A = rotation @ diag(scale) @ diag(flip signs)``."""
@@ -369,29 +383,48 @@ def _seed_facts(seed: Any) -> _SeedFacts:
     return facts
 
 
-def _lattice(target: Any, params: MorphParams, seed_affine: np.ndarray) -> np.ndarray:
-    """The output lattice affine (4x4): the seed's grid, an RAS grid of a spacing, or a host affine."""
+class _Lattice(NamedTuple):
+    """An output lattice and what :func:`morph` derives from it (all read-only)."""
+
+    affine: np.ndarray  # voxel -> world mm (4x4)
+    inverse: np.ndarray  # world mm -> voxel (4x4)
+    linear_inverse: np.ndarray  # the inverse of its 3x3 part
+    spacing: np.ndarray  # mm per voxel along each lattice axis
+
+
+_LATTICES = LRUCache(32)
+
+
+def _lattice(target: Any, params: MorphParams, seed_affine: np.ndarray) -> _Lattice:
+    """The output lattice (4x4): the seed's grid, an RAS grid of a spacing, or a host affine;
+    checked and inverted once per lattice and kept (a host's affine serves all its tumours)."""
     if target is None:
         target = params.output_spacing
-    if target is None:
-        return seed_affine
-    t = np.asarray(target, dtype=np.float64)
+    t = seed_affine if target is None else np.asarray(target, dtype=np.float64)
+    given = target is not None and t.shape == (4, 4)  # a host affine: checked for singularity
     if t.shape == (3,):
         if np.any(t <= 0):
             raise InputError(f"morph: target spacing must be positive mm, got {tuple(t)}")
-        return np.diag([*t, 1.0])
-    if t.shape == (4, 4):
-        if abs(np.linalg.det(t[:3, :3])) < 1e-12:
+        t = np.diag([*t, 1.0])
+    if t.shape != (4, 4):
+        raise InputError(f"morph: target must be None, three spacings (mm) or a 4x4 affine, got shape {t.shape}")
+
+    def make() -> _Lattice:
+        if given and abs(np.linalg.det(t[:3, :3])) < 1e-12:
             raise InputError("morph: target affine is singular")
-        return t
-    raise InputError(f"morph: target must be None, three spacings (mm) or a 4x4 affine, got shape {t.shape}")
+        lattice = _Lattice(t.copy(), np.linalg.inv(t), np.linalg.inv(t[:3, :3]), np.linalg.norm(t[:3, :3], axis=0))
+        for kept in lattice:
+            kept.flags.writeable = False
+        return lattice
+
+    return _LATTICES.get((given, t.tobytes()), make)
 
 
 VOLUME_SAMPLES = 16
 """Quadrature points per axis of the elastic volume correction (see :func:`_elastic_volume_factor`)."""
 
 
-def _elastic_volume_factor(facts: _SeedFacts, lin: np.ndarray, ctrl: np.ndarray, lattice_lin: np.ndarray,
+def _elastic_volume_factor(facts: _SeedFacts, lin: np.ndarray, ctrl: np.ndarray, lattice_inv: np.ndarray,
                            step: np.ndarray) -> float:
     """Isotropic factor on ``lin`` that makes the elastic field volume-neutral over the tumour.
 
@@ -410,7 +443,6 @@ def _elastic_volume_factor(facts: _SeedFacts, lin: np.ndarray, ctrl: np.ndarray,
     """
     from synthlung.kernels.warp import inverse_jacobian_mean
     n = np.asarray(ctrl.shape[1:])
-    lattice_inv = np.linalg.inv(lattice_lin)
     to_u = lattice_inv @ lin / step[:, None]  # seed-relative world mm -> control grid units
     u_corners = facts.crop_corners @ to_u.T + (n - 1) / 2
     u0, u1 = u_corners.min(axis=0), u_corners.max(axis=0)
@@ -471,15 +503,13 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     facts = _seed_facts(seed)
     centre, fill, support = facts.centre, facts.fill, facts.support
     moved_centre = centre + np.asarray(params.translation_mm)
-    lattice = _lattice(target, params, seed_affine)
-    lattice_inv = np.linalg.inv(lattice)
-    spacing = np.linalg.norm(lattice[:3, :3], axis=0)
+    lattice, lattice_inv, lattice_lin_inv, spacing = _lattice(target, params, seed_affine)
     step = params.elastic_spacing_mm / spacing  # control spacing in output voxels
     ctrl = params.control_mm
     lin = params.linear()
     volume_factor = 1.0
     if ctrl is not None:
-        volume_factor = _elastic_volume_factor(facts, lin, ctrl, lattice[:3, :3], step)
+        volume_factor = _elastic_volume_factor(facts, lin, ctrl, lattice_lin_inv, step)
         lin = lin * volume_factor
     forward = np.eye(4)
     forward[:3, :3] = lin
@@ -491,7 +521,8 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
 
     def mapped(first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lattice voxels (lo, hi) holding seed voxels first..last (per axis) after the morph."""
-        corners = np.array(np.meshgrid(*zip(first, last), indexing="ij"), dtype=np.float64).reshape(3, -1)
+        corners = np.where(_CORNER_PICK, np.asarray(last, dtype=np.float64)[:, None],
+                           np.asarray(first, dtype=np.float64)[:, None])
         pts = to_lattice[:3, :3] @ corners + to_lattice[:3, 3:4]
         return (np.floor(pts.min(axis=1) - reach + 1e-6).astype(np.int64),
                 np.ceil(pts.max(axis=1) + reach - 1e-6).astype(np.int64))

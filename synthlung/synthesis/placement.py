@@ -103,7 +103,8 @@ class CentreSampler:
     def draw(self, rng: np.random.Generator) -> tuple[int, int, int]:
         """One zone voxel, chosen with ``rng``."""
         flat = int(self.candidates[int(rng.integers(self.size))])
-        return tuple(int(v) for v in np.unravel_index(flat, self.shape))
+        i, rest = divmod(flat, self.shape[1] * self.shape[2])  # np.unravel_index's C order, in ints
+        return (i, *divmod(rest, self.shape[2]))
 
 
 def try_place(mask: Any, centre_in_box: tuple[int, int, int], centre: tuple[int, int, int],
@@ -118,13 +119,13 @@ def try_place(mask: Any, centre_in_box: tuple[int, int, int], centre: tuple[int,
     if any(o < 0 or o + s > n for o, s, n in zip(offset, mask.shape, shape)):
         return None, 0.0
     region = box_slices(offset, mask.shape)
-    n_tumor = float(mask.sum())
-    inside = float((mask & lungs[region]).sum()) / max(n_tumor, 1.0)
+    xp = array_module(mask)
+    n_tumor = float(xp.count_nonzero(mask))
+    inside = float(xp.count_nonzero(mask & lungs[region])) / max(n_tumor, 1.0)
     lo = [max(o - int(g), 0) for o, g in zip(offset, grow)]
     hi = [min(o + s + int(g), n) for o, s, g, n in zip(offset, mask.shape, grow, shape)]
     near = occupied[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     if bool(near.any()):
-        xp = array_module(mask)
         grown = xp.zeros(near.shape, dtype=bool)
         a = [o - l for o, l in zip(offset, lo)]
         grown[a[0]:a[0] + mask.shape[0], a[1]:a[1] + mask.shape[1], a[2]:a[2] + mask.shape[2]] = mask
