@@ -30,7 +30,7 @@ from ..hosts.noise import host_noise
 from ..lru import LRUCache
 from ..seeds.contact import measure_contact
 from ..volume import Volume
-from .insertion import TUMOR_CLASS, blending_pad, insert
+from .insertion import TUMOR_CLASS, insert, seed_pad
 from .morphing import MorphParams, morph, thick_slice_axis
 from .placement import (
     CentreSampler,
@@ -374,8 +374,8 @@ class _Planner:
         self.rules = config.placement
         self.spacing = host.image.spacing
         self.sampler = centre_sampler(host)
-        # morph only the part of each box that blending reads
-        self.support_pad = blending_pad(config.method, self.spacing, config.blend)
+        # warp only the part of each box where blending reads the seed
+        self.support_pad = seed_pad(config.method, self.spacing, config.blend)
 
     @property
     def sites(self) -> CentreSampler:

@@ -59,6 +59,15 @@ def blending_pad(method: str, spacing_mm: tuple[float, float, float], blend_opti
     return VESSEL_REACH_VOXELS + int(np.ceil(float(options.get("feather_mm", 0.0)) / min(spacing_mm)))
 
 
+def seed_pad(method: str, spacing_mm: tuple[float, float, float], blend_options: dict | None = None) -> int | None:
+    """Voxels beyond the soft mask's support where blending with ``method`` reads the morphed
+    seed's image: its weight is above 0 only where the soft mask is, and up to a ``feather_mm``
+    ramp beyond (the vessel step reads the host, not the seed); None where :func:`blending_pad`
+    is None. :func:`~synthlung.synthesis.morphing.morph` need warp no more of a box."""
+    pad = blending_pad(method, spacing_mm, blend_options)
+    return None if pad is None else pad - VESSEL_REACH_VOXELS
+
+
 def blending_box(soft: Any, method: str, spacing_mm: tuple[float, float, float],
                  blend_options: dict | None = None) -> tuple[slice, slice, slice]:
     """The part of a morphed box that blending reads and may change (slices of the box).

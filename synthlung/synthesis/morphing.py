@@ -236,8 +236,8 @@ class MorphParams:
         else:
             per_axis = scale if np.ndim(scale) == 2 else [scale] * 3
             scales = tuple(_draw(rng, "scale", s) for s in per_axis)
-        p_flip = float(flip_probability) if isinstance(flip_probability, (int, float)) else \
-            np.broadcast_to(np.asarray(flip_probability, dtype=np.float64), (3,))
+        p_flip = (float(flip_probability) if isinstance(flip_probability, (int, float))
+                  else np.broadcast_to(np.asarray(flip_probability, dtype=np.float64), (3,)))
         flips = tuple(bool(f) for f in rng.random(3) < p_flip)
         spacing = _draw(rng, "elastic_spacing_mm", elastic_spacing_mm)
         magnitude = _draw(rng, "elastic_magnitude_mm", elastic_magnitude_mm)
@@ -439,7 +439,7 @@ def _elastic_volume_factor(facts: _SeedFacts, lin: np.ndarray, ctrl: np.ndarray,
     with the seed: about 0.3 ms with its set-up. Against the mean over every tumour voxel it
     differs by at most 2.5e-4 for :meth:`MorphParams.sample`'s default ranges and
     3e-3 for 2-3 mm displacements on an 8-14 mm grid (40 draws each; the tests
-    hold it to 5e-4 and 5e-3).
+    hold it to 5e-4 and 5e-3). ``lattice_inv``: the output lattice's 3x3 world mm -> voxel matrix.
     """
     from synthlung.kernels.warp import inverse_jacobian_mean
     n = np.asarray(ctrl.shape[1:])
@@ -493,8 +493,8 @@ def morph(seed: Any, params: MorphParams, target: Any = None, backend: str | Non
     ``support_pad``: None warps the whole box; a number of voxels warps only the
     part that can hold soft mask above 0 (the soft mask's support mapped forward,
     grown by that many voxels): the soft mask and mask are the same, the image is
-    ``fill_hu`` outside that part. For alpha blending, which reads nothing else
-    (:func:`synthlung.synthesis.insertion.blending_box`); a seed crop's context is
+    ``fill_hu`` outside that part. For alpha blending, which reads the seed nowhere
+    else (:func:`synthlung.synthesis.insertion.seed_pad`); a seed crop's context is
     most of its box.
     """
     from synthlung.kernels import warp
