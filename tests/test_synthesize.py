@@ -163,3 +163,22 @@ def test_occupancy_reads_boxes_like_a_whole_volume_map():
         box = tuple(slice(a, int(rng.integers(a + 1, n + 1))) for a, n in zip(lo, shape))
         np.testing.assert_array_equal(occupancy[box], dense[box])
     assert not Occupancy(None, shape, np)[0:5, 0:5, 0:5].any()
+
+
+@pytest.mark.parametrize("blend", [{}, {"feather_mm": 4.0}], ids=["alpha", "alpha, feathered"])
+def test_seed_warped_only_where_blending_reads_it(host, seed_bank, monkeypatch, blend):
+    """The planner warps each seed over its soft mask's support and the feather ramp only
+    (``seed_pad``); warping it over the whole blending box (the vessel step's reach too)
+    gives the same case, byte for byte: blending reads the seed nowhere else."""
+    from synthlung.synthesis import case as case_module
+    from synthlung.synthesis.insertion import VESSEL_REACH_VOXELS, blending_pad, seed_pad
+    config = SynthesisConfig(n_tumors=(3,), blend=blend)
+    spacing = host.image.spacing
+    assert seed_pad("alpha", spacing, blend) == blending_pad("alpha", spacing, blend) - VESSEL_REACH_VOXELS
+    assert seed_pad("poisson", spacing) is None
+    lean = synthesize(host, seed_bank, case_rng(6, 2), config)
+    monkeypatch.setattr(case_module, "seed_pad", blending_pad)
+    wide = synthesize(host, seed_bank, case_rng(6, 2), config)
+    assert lean.record["tumors_inserted"] >= 2 and lean.record == wide.record
+    for a, b in ((lean.image, wide.image), (lean.label, wide.label), (lean.instances, wide.instances)):
+        np.testing.assert_array_equal(a.array, b.array)

@@ -41,9 +41,9 @@ items), so a call then costs the synthesis only: one copy of the image (and of a
 given label) in its own memory order (none with ``copy=False``), zeroed maps, and
 work inside the tumours' boxes. Each DataLoader worker keeps its own cache. A miss
 costs the preparation (measured on the 2-core project machine for the 233 x 167 x 191
-chest CT with its lungs given: 1.4-1.9 s for the first call, against 6 ms for the
-next, most of it the soft-tissue noise's measurement and the zone's distance
-transforms), so give ``host_cache`` at least the number of CTs one worker sees when
+chest CT with its lungs given: 1.4-1.9 s for the first call, most of it the soft-tissue
+noise's measurement and the zone's distance transforms, against 4-6 ms for the next with
+one small tumour), so give ``host_cache`` at least the number of CTs one worker sees when
 memory allows. With ``host_bank=`` (the bank ``synthlung hosts`` made of the same CT
 files) a miss on one of its CTs takes the noise the bank measured and, when no lungs
 are given, the bank's lung mask, and costs the zone only: 0.34 s against 1.4 s there
