@@ -78,6 +78,26 @@ def deeper_than_mm(mask: Any, depth_mm: float, spacing_mm: tuple[float, float, f
     return ndimage_for(xp).binary_erosion(mask.astype(bool), xp.asarray(ball), border_value=1)
 
 
+def core_below_mm(mask: Any, depth_mm: float, spacing_mm: tuple[float, float, float]) -> Any:
+    """``deeper_than_mm(mask, depth_mm, spacing_mm) & eroded(mask)`` (bool): a mask's voxels deeper
+    than ``depth_mm`` and off its outer voxel layer. One erosion where the depth's ball lies within
+    the cross (1.5 mm on a grid of 1.5 mm or coarser), whose erosion then implies the ball's."""
+    core = eroded(mask)
+    spacing = tuple(float(v) for v in spacing_mm)
+    if not _ball_within_cross(spacing, float(depth_mm)):
+        core &= deeper_than_mm(mask, depth_mm, spacing)
+    return core
+
+
+@functools.cache
+def _ball_within_cross(spacing_mm: tuple[float, float, float], depth_mm: float) -> bool:
+    ball = _ball(spacing_mm, depth_mm)
+    if max(ball.shape) > 3:
+        return False
+    pad = [((3 - n) // 2,) * 2 for n in ball.shape]
+    return not bool((np.pad(ball, pad) & ~_CROSS).any())
+
+
 @functools.cache
 def _ball(spacing_mm: tuple[float, float, float], depth_mm: float) -> np.ndarray:
     """The structuring element of :func:`deeper_than_mm` (read-only, made once per spacing and depth)."""

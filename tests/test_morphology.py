@@ -6,7 +6,8 @@ import pytest
 
 from scipy import ndimage
 
-from synthlung.morphology import EDT_PARALLEL_VOXELS, bounding_box, deeper_than_mm, distance_mm, eroded
+from synthlung.morphology import (EDT_PARALLEL_VOXELS, bounding_box, core_below_mm, deeper_than_mm, distance_mm,
+                                  eroded)
 
 
 @pytest.mark.parametrize("spacing", [(1.5, 1.5, 1.5), (0.7, 0.8, 2.5), (5.0, 0.6, 0.6)])
@@ -19,6 +20,8 @@ def test_deeper_than_matches_distance(spacing, depth):
     got = deeper_than_mm(mask, depth, spacing)
     np.testing.assert_array_equal(got, distance_mm(mask, spacing) > depth)
     assert got.any() and not got.all()
+    # the tumour core: one erosion where the ball lies within the cross (1.5 mm grid, <= 1.5 mm)
+    np.testing.assert_array_equal(core_below_mm(mask, depth, spacing), got & eroded(mask))
 
 
 @pytest.mark.parametrize("shape", [(9, 13, 14), (1, 6, 5), (2, 7, 3), (12, 1, 2)])

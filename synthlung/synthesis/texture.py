@@ -24,7 +24,7 @@ import numpy as np
 from ..backend import array_module
 from ..components import label
 from ..hosts.noise import NoiseSpectrum, correlated_noise
-from ..morphology import deeper_than_mm, eroded, shell_distance_mm
+from ..morphology import core_below_mm, eroded, shell_distance_mm
 from ..smoothing import local_mean
 
 DENOISE_VOX = 1.0
@@ -65,7 +65,7 @@ def denoise_seed(seed: Any, tumour: Any, spacing_mm: tuple[float, float, float])
     were white: ``std(removed) * kept/removed`` of such a Gaussian.
     """
     xp = array_module(seed)
-    core = deeper_than_mm(tumour, CORE_DEPTH_MM, spacing_mm) & eroded(tumour)
+    core = core_below_mm(tumour, CORE_DEPTH_MM, spacing_mm)
     if not bool(core.any()):
         return seed, 0.0
     smooth = local_mean(seed, core.astype(xp.float32), DENOISE_VOX)
