@@ -42,7 +42,7 @@ given label) in its own memory order (none with ``copy=False``), zeroed maps, an
 work inside the tumours' boxes. Each DataLoader worker keeps its own cache. A miss
 costs the preparation (measured on the 2-core project machine for the 233 x 167 x 191
 chest CT with its lungs given: 1.4-1.9 s for the first call, most of it the soft-tissue
-noise's measurement and the zone's distance transforms, against 4-6 ms for the next with
+noise's measurement and the zone's distance transforms, against 4-8 ms for the next with
 one small tumour), so give ``host_cache`` at least the number of CTs one worker sees when
 memory allows. With ``host_bank=`` (the bank ``synthlung hosts`` made of the same CT
 files) a miss on one of its CTs takes the noise the bank measured and, when no lungs
