@@ -37,6 +37,21 @@ def _one_error_line(capsys) -> str:
 
 # ---------------------------------------------------------------- intensities
 
+def test_transform_refuses_a_ct_not_in_hu(lung1, tmp_path):
+    """The on-the-fly transform given lung1 windowed to 0..1 or in raw stored units: refused the
+    first time it is seen, naming the CT, before anything is prepared or kept."""
+    from synthlung.run.transforms import RandInsertTumors
+    image, tumour = lung1
+    insert = RandInsertTumors(SeedBank.write(extract_seeds(image, tumour, case_id="lung1"), tmp_path / "seeds"))
+    hu = image.array.astype(np.float32)
+    lungs = (hu < -500).astype(np.uint8)
+    for values, what in (((hu + 1000.0) / 1400.0, "normalised image"), (hu + 1024.0, "raw stored units")):
+        with pytest.raises(InputError, match=f"lung1_image.nrrd: values range .*{what}.*before any intensity scaling"):
+            insert.insert_with_key((0, 1), values, lungs, affine=image.affine, source="lung1_image.nrrd")
+    assert len(insert.hosts) == 0
+
+
+
 def test_non_finite_voxels_are_counted_and_refused(lung1, tmp_path, capsys):
     image, tumour = lung1
     values = image.array.astype(np.float32)

@@ -14,7 +14,10 @@ Inputs and outputs:
   voxel -> world affine (mm): a MONAI ``MetaTensor``'s ``.affine`` (RAS, or LPS
   converted to RAS when its ``space`` says so), or ``affine=``. Without either
   the call raises :class:`~synthlung.errors.InputError`: a silent 1 mm spacing
-  would give tumors of the wrong size.
+  would give tumors of the wrong size. An image that does not look like HU
+  (a normalised range, or raw stored units: :func:`synthlung.io.hu.hu_problem`)
+  raises it too, the first time it is seen: tumours in HU pasted into it, or none
+  placed at all, would be silently wrong samples.
 * ``label`` (optional): the CT's own tumors, kept as they are (values and
   dtype) and kept out of the placement zone; inserted tumors are written as
   :data:`synthlung.synthesis.insertion.TUMOR_CLASS` (1). Without a label, a uint8 0/1 map.
@@ -145,6 +148,7 @@ from ..backend import _is_torch, array_module, asnumpy, like, to_array
 from ..errors import InputError, SynthlungError
 from ..hosts import Host, HostBank, make_host
 from ..hosts.noise import host_noise
+from ..io.hu import hu_problem
 from ..lru import LRUCache
 from ..seeds import SeedBank
 from ..synthesis.case import SynthesisConfig, centre_sampler, memory_order, synthesize, zero_map
@@ -468,6 +472,10 @@ class RandInsertTumors(RandomizableTransform):
         tumors = None if tumor_arr is None else Volume(tumor_arr, aff)
 
         def prepare() -> _Prepared:
+            problem = hu_problem(arr)
+            if problem:
+                raise InputError(f"{name}: {problem}; the transform needs the CT in HU: put it before any "
+                                 "intensity scaling (e.g. ScaleIntensityRanged)")
             lungs_vol = None if lung_arr is None else Volume(lung_arr, aff)
             host_id, record = name, None
             banked = None if source is None else self._banked(str(source), tuple(arr.shape), aff)
