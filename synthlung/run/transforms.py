@@ -16,8 +16,8 @@ Inputs and outputs:
   the call raises :class:`~synthlung.errors.InputError`: a silent 1 mm spacing
   would give tumors of the wrong size. An image that does not look like HU
   (a normalised range, or raw stored units: :func:`synthlung.io.hu.hu_problem`)
-  raises it too, the first time it is seen: tumours in HU pasted into it, or none
-  placed at all, would be silently wrong samples.
+  raises it too, the first time it is seen: placement and blending work in HU, and
+  the chest CT windowed to 0..1 used to pass with no tumour placed and no error.
 * ``label`` (optional): the CT's own tumors, kept as they are (values and
   dtype) and kept out of the placement zone; inserted tumors are written as
   :data:`synthlung.synthesis.insertion.TUMOR_CLASS` (1). Without a label, a uint8 0/1 map.
