@@ -51,6 +51,30 @@ def test_transform_refuses_a_ct_not_in_hu(lung1, tmp_path):
     assert len(insert.hosts) == 0
 
 
+def test_transform_refuses_masks_in_another_grid(lung1, tmp_path):
+    """lung1 as MONAI loads it, its lungs and label of the same shape but another affine (flipped
+    along x): refused the first time the CT is seen, naming the mask; in the CT's grid, inserted."""
+    torch = pytest.importorskip("torch")
+    monai_data = pytest.importorskip("monai.data")
+    from synthlung.run.transforms import RandInsertTumors
+    image, tumour = lung1
+
+    def meta(array, affine, name):
+        return monai_data.MetaTensor(torch.from_numpy(np.ascontiguousarray(array))[None],
+                                     affine=torch.as_tensor(affine), meta={"filename_or_obj": name})
+    insert = RandInsertTumors(SeedBank.write(extract_seeds(image, tumour, case_id="lung1"), tmp_path / "seeds"))
+    ct = meta(image.array, image.affine, "lung1_image.nrrd")
+    lungs = (image.array < -500).astype(np.uint8)
+    flipped = np.diag([-1.0, 1.0, 1.0, 1.0]) @ image.affine
+    with pytest.raises(InputError, match="lungs.nii.gz: lungs in another grid than the image lung1_image.nrrd"):
+        insert(ct, lungs=meta(lungs, flipped, "lungs.nii.gz"))
+    with pytest.raises(InputError, match="lung1_label.nrrd: label in another grid .* resample"):
+        insert(ct, lungs=meta(lungs, image.affine, "lungs.nii.gz"), label=meta(tumour.array, flipped, "lung1_label.nrrd"))
+    assert len(insert.hosts) == 0
+    insert(ct, lungs=meta(lungs, image.affine, "lungs.nii.gz"), label=meta(tumour.array, image.affine, "lung1_label.nrrd"))
+    assert len(insert.hosts) == 1
+
+
 
 def test_non_finite_voxels_are_counted_and_refused(lung1, tmp_path, capsys):
     image, tumour = lung1

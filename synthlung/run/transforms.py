@@ -24,7 +24,9 @@ Inputs and outputs:
 * ``lungs`` (optional): a precomputed lung mask in the image's grid (e.g. a
   host bank's ``lungs/<id>.nii.gz``); without it the lungs are segmented
   (:func:`synthlung.segment_lungs`, which raises ``InputError`` when it finds
-  none) the first time an image is seen.
+  none) the first time an image is seen. Lungs or a label given as a ``MetaTensor``
+  whose affine is not the image's (the same shape in another grid) raise
+  ``InputError`` the first time the image is seen.
 * instances: one id per inserted tumor (1..k), uint16 for NumPy/CuPy, int32
   for torch (torch has almost no uint16 operators).
 
@@ -379,6 +381,18 @@ def _same_grid(arr: Any, image: Any, name: str) -> Any:
     return arr
 
 
+def _same_affine(given: Any, affine: np.ndarray, what: str, name: str) -> None:
+    """InputError when ``given`` (lungs or label) is a MetaTensor whose affine places it elsewhere
+    than the image's (``np.allclose`` with ``atol=1e-3``, mm): the same shape in another grid."""
+    if not _is_meta_tensor(given):
+        return
+    other = _affine(given, None)
+    if not np.allclose(other, affine, atol=1e-3):  # as the host bank's grid check
+        where = given.meta.get("filename_or_obj") or what
+        raise InputError(f"{where}: {what} in another grid than the image {name} (affine differs by up to "
+                         f"{float(np.abs(other - affine).max()):.3g}); resample to the image's grid first")
+
+
 class RandInsertTumors(RandomizableTransform):
     """Insert tumors drawn from a seed bank into a CT, with probability ``prob``.
 
@@ -476,6 +490,8 @@ class RandInsertTumors(RandomizableTransform):
             if problem:
                 raise InputError(f"{name}: {problem}; the transform needs the CT in HU: put it before any "
                                  "intensity scaling (e.g. ScaleIntensityRanged)")
+            for given, what in ((lungs, "lungs"), (label, "label")):
+                _same_affine(given, aff, what, name)
             lungs_vol = None if lung_arr is None else Volume(lung_arr, aff)
             host_id, record = name, None
             banked = None if source is None else self._banked(str(source), tuple(arr.shape), aff)
