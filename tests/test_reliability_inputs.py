@@ -75,7 +75,6 @@ def test_transform_refuses_masks_in_another_grid(lung1, tmp_path):
     assert len(insert.hosts) == 1
 
 
-
 def test_non_finite_voxels_are_counted_and_refused(lung1, tmp_path, capsys):
     image, tumour = lung1
     values = image.array.astype(np.float32)

@@ -14,7 +14,6 @@ The zone's candidate centres are listed once per host and kept.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import weakref
 from dataclasses import dataclass, field
@@ -81,8 +80,8 @@ class SynthesisConfig:
             raise InputError("n_tumors_weights must have one weight per entry of n_tumors")
 
     def to_dict(self) -> dict:
-        """A JSON-serialisable form (what the case record stores): ``dataclasses.asdict``'s."""
-        return _plain(self)
+        """A JSON-serialisable form (what the case record stores)."""
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "SynthesisConfig":
@@ -112,24 +111,6 @@ class SynthesisConfig:
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected a mapping of options, got {type(data).__name__}")
         return cls.from_dict(data)
-
-
-_ATOMS = (bool, int, float, str, type(None))
-
-
-def _plain(value: Any) -> Any:
-    """``dataclasses.asdict``'s conversion (dataclasses to dicts, containers rebuilt, the rest
-    deep-copied), without its deep copy of every number: half its time on a config,
-    which every case record holds."""
-    if isinstance(value, _ATOMS):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return type(value)(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return type(value)((_plain(k), _plain(v)) for k, v in value.items())
-    return copy.deepcopy(value)
 
 
 def _options(kind: type, name: str, values: dict) -> Any:

@@ -49,23 +49,23 @@ def _to_dtype(values: Any, dtype: Any, hu_range: tuple[float, float]) -> Any:
 
 def blending_pad(method: str, spacing_mm: tuple[float, float, float], blend_options: dict | None = None) -> int | None:
     """Voxels beyond the soft mask's support that blending with ``method`` (and ``blend_options``
-    of :func:`~synthlung.synthesis.blending.blend`) reads: the vessel step's reach, wider with a
-    ``feather_mm`` ramp, for alpha and replace. None (the whole box) for the Poisson methods,
-    whose solver's boundary is the box's faces, and for alpha with ``soft_gain`` below 1, whose
-    weight is above 0 where the soft mask is 0."""
-    options = blend_options or {}
-    if method not in ("alpha", "replace") or (method == "alpha" and options.get("soft_gain", SOFT_GAIN) < 1):
-        return None
-    return VESSEL_REACH_VOXELS + int(np.ceil(float(options.get("feather_mm", 0.0)) / min(spacing_mm)))
+    of :func:`~synthlung.synthesis.blending.blend`) reads: the vessel step's reach beyond
+    :func:`seed_pad`'s. None (the whole box) where :func:`seed_pad` is None."""
+    pad = seed_pad(method, spacing_mm, blend_options)
+    return None if pad is None else VESSEL_REACH_VOXELS + pad
 
 
 def seed_pad(method: str, spacing_mm: tuple[float, float, float], blend_options: dict | None = None) -> int | None:
     """Voxels beyond the soft mask's support where blending with ``method`` reads the morphed
     seed's image: its weight is above 0 only where the soft mask is, and up to a ``feather_mm``
-    ramp beyond (the vessel step reads the host, not the seed); None where :func:`blending_pad`
-    is None. :func:`~synthlung.synthesis.morphing.morph` need warp no more of a box."""
-    pad = blending_pad(method, spacing_mm, blend_options)
-    return None if pad is None else pad - VESSEL_REACH_VOXELS
+    ramp beyond (the vessel step reads the host, not the seed), for alpha and replace. None (the
+    whole box) for the Poisson methods, whose solver's boundary is the box's faces, and for alpha
+    with ``soft_gain`` below 1, whose weight is above 0 where the soft mask is 0.
+    :func:`~synthlung.synthesis.morphing.morph` need warp no more of a box."""
+    options = blend_options or {}
+    if method not in ("alpha", "replace") or (method == "alpha" and options.get("soft_gain", SOFT_GAIN) < 1):
+        return None
+    return int(np.ceil(float(options.get("feather_mm", 0.0)) / min(spacing_mm)))
 
 
 def blending_box(soft: Any, method: str, spacing_mm: tuple[float, float, float],
