@@ -3,7 +3,7 @@
 ``bench_calls.py`` times each pipeline in a block of rounds, one after another; on
 this project's shared 2-core VM the machine drifts between blocks by tens of
 percent, more than the difference measured. Here the same pipelines (``bench_calls``'s
-``_pipeline``: ``lean``, ``lean, host bank``, ``segmentation``, ``segmentation, indices``; insertion with
+``_compose``: ``lean``, ``lean, host bank``, ``segmentation``, ``segmentation, indices``; insertion with
 ``copy=False``) take turns sample by sample, so drift hits both alike. Printed per
 pipeline: 10th percentile and median per sample (ms) without and with insertion,
 and what insertion adds (%).
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_calls import _pipeline
+from benchmarks.bench_calls import _compose
 from benchmarks.conftest import DATA_DIR
 from synthlung.io import load, save
 from synthlung.seeds import SeedBank, extract_seeds
@@ -56,7 +56,6 @@ def _items(root: Path) -> tuple[SeedBank, Path, dict]:
 
 def main(samples: int = 200, threads: int | None = None) -> None:
     from monai.data import CacheDataset
-    from monai.transforms import Compose
     if threads is not None:
         import numba
         numba.set_num_threads(threads)
@@ -66,7 +65,7 @@ def main(samples: int = 200, threads: int | None = None) -> None:
         print("| --- | ---: | ---: | ---: |")
         for kind in KINDS:
             banked = host_bank if kind == "lean, host bank" else None
-            sets = [CacheDataset([items[kind]], Compose(_pipeline(bank, insert, kind, banked)).set_random_state(seed=0),
+            sets = [CacheDataset([items[kind]], _compose(bank, insert, kind, banked),
                                  progress=False) for insert in ("without", "in place")]
             for ds in sets:
                 for _ in range(3):  # JIT, prepared host
