@@ -75,6 +75,55 @@ def test_transform_refuses_masks_in_another_grid(lung1, tmp_path):
     assert len(insert.hosts) == 1
 
 
+def test_transform_warns_when_a_ct_changes_under_its_name(tmp_path):
+    """A named CT that comes back with other voxels is prepared again on every call, and the
+    transform says so, once: a random transform before the insertion (noise added to the CT),
+    or copy=False with a loader that hands every call the same arrays (the last call's tumours
+    then stay in the image). A CT prepared again only because the cache dropped it, or arrays
+    without a name, give no warning."""
+    import warnings
+
+    from synthlung.datasets.phantom import chest_phantom
+    from synthlung.run.transforms import RandInsertTumors
+    from synthlung.synthesis.case import SynthesisConfig
+    shape, spacing = (96, 80, 64), (3.0, 3.0, 3.5)
+    ct, other = (chest_phantom(shape=shape, spacing_mm=spacing, n_tumors=n, seed=s) for n, s in ((2, 3), (0, 8)))
+    donor = chest_phantom(shape=shape, spacing_mm=spacing, n_tumors=3, seed=11)
+    bank = SeedBank.write(extract_seeds(donor.image, donor.label, case_id="donor"), tmp_path / "seeds")
+    config = SynthesisConfig(n_tumors=(2,))
+    args = dict(lungs=ct.lungs.array, affine=ct.image.affine)
+    rng = np.random.default_rng(0)
+
+    def noisy():
+        return (ct.image.array + rng.normal(0.0, 5.0, shape)).astype(ct.image.array.dtype)
+
+    insert = RandInsertTumors(bank, config, host_cache=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for k in range(2):  # one cache place for two CTs: each is dropped and prepared again, unchanged
+            insert.insert_with_key((0, k), ct.image.array.copy(), source="ct.nii.gz", **args)
+            insert.insert_with_key((1, k), other.image.array.copy(), lungs=other.lungs.array,
+                                   affine=other.image.affine, source="other.nii.gz")
+        assert insert.hosts.misses == 4
+        unnamed = RandInsertTumors(bank, config)
+        for k in range(2):
+            unnamed.insert_with_key((2, k), noisy(), **args)
+        assert unnamed.hosts.misses == 2
+    with pytest.warns(UserWarning, match=r"ct\.nii\.gz: prepared again, its voxels.*before random intensity"):
+        insert.insert_with_key((3, 0), noisy(), source="ct.nii.gz", **args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        insert.insert_with_key((3, 1), noisy(), source="ct.nii.gz", **args)
+    assert insert.hosts.misses == 6
+
+    in_place = RandInsertTumors(bank, config, copy=False)
+    image = ct.image.array.copy()
+    inserted = in_place.insert_with_key((4, 0), image, source="ct.nii.gz", **args)
+    assert inserted.record["tumors_inserted"] == 2 and not np.array_equal(image, ct.image.array)
+    with pytest.warns(UserWarning, match="with copy=False give each call its own copy"):
+        in_place.insert_with_key((4, 1), image, source="ct.nii.gz", **args)  # last call's tumours in it
+
+
 def test_non_finite_voxels_are_counted_and_refused(lung1, tmp_path, capsys):
     image, tumour = lung1
     values = image.array.astype(np.float32)

@@ -341,7 +341,8 @@ def test_host_bank_gives_a_new_ct_its_lungs_and_noise(bank, host_bank, monkeypat
     monkeypatch.undo()
     moved = image.affine.copy()
     moved[:3, 3] += 10.0  # the same array placed elsewhere: not the bank's grid
-    with pytest.warns(UserWarning, match="not in the grid of host bank"):
+    with (pytest.warns(UserWarning, match="prepared again"),  # the same name, another affine
+          pytest.warns(UserWarning, match="not in the grid of host bank")):
         elsewhere = insert.insert_with_key(key, image.array, hosts[0].lungs.array, label.array, moved, source=source)
     assert elsewhere.record["host"]["id"] == source and insert.hosts.misses == 2
 

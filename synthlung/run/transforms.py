@@ -44,7 +44,12 @@ about 8192 voxels each of image, lungs and label (:func:`fingerprint`). The key
 survives the copies that data loaders make (``CacheDataset`` deep-copies its
 items), so a call then costs the synthesis only: one copy of the image (and of a
 given label) in its own memory order (none with ``copy=False``), zeroed maps, and
-work inside the tumours' boxes. Each DataLoader worker keeps its own cache. A miss
+work inside the tumours' boxes. Each DataLoader worker keeps its own cache. A CT that
+comes back under its name with other voxels, affine, lungs or label (as far as the
+digests see) is prepared again each time, and the transform warns the first time: a
+random transform before the insertion does that on every sample, and so does
+``copy=False`` with a loader that hands every call the same arrays (the last call's
+tumours stay in them; ``CacheDataset(copy_cache=False)``). A miss
 costs the preparation (measured on the 2-core project machine for the 233 x 167 x 191
 chest CT with its lungs given: 1.4-1.9 s for the first call, most of it the soft-tissue
 noise's measurement and the zone's distance transforms, against 4-8 ms for the next with
@@ -439,6 +444,8 @@ class RandInsertTumors(RandomizableTransform):
         self.last_record: dict | None = None  # the record of the latest __call__
         self.want_indices = False  # keep the label's crop indices in the host cache (see crop_indices)
         self._entry: _Prepared | None = None  # the host cache entry of the latest host lookup
+        self._prepared_as: dict[str, Hashable] = {}  # a named CT's cache key when it was last prepared
+        self._said_changed = False  # the warning of _note_prepared is given once per transform
 
     def randomize(self, data: Any = None) -> None:
         """Draw, from ``R``, whether to insert and the key of this call's generator."""
@@ -507,6 +514,8 @@ class RandInsertTumors(RandomizableTransform):
             # kept without this call's image and label (each call brings its own) and with the lungs
             # as uint8 (a loader gives float32): no reference to a sample's memory stays in the cache
             lungs_u8 = made.lungs.with_array(array_module(arr).array(made.lungs.array, dtype=np.uint8, copy=True))
+            if source is not None:
+                self._note_prepared(name, key)
             return _Prepared(dataclasses.replace(made, image=None, lungs=lungs_u8, tumors=None))
 
         key = (name, aff.tobytes(), fingerprint(arr), fingerprint(lung_arr), fingerprint(tumor_arr))
@@ -514,6 +523,25 @@ class RandInsertTumors(RandomizableTransform):
         if self._entry.label_indices is None and self.want_indices:
             self._entry.label_indices = _label_indices(tumor_arr, tuple(arr.shape))
         return dataclasses.replace(self._entry.host, image=Volume(arr, aff), tumors=tumors)
+
+    def _note_prepared(self, name: str, key: Hashable) -> None:
+        """Keep the cache key the CT named ``name`` was prepared under; warn, once per transform,
+        when it was prepared before under another: its voxels, affine, lungs or label changed
+        under the same name, so it is prepared on every such call (a cache miss: 1-2 s on a
+        chest CT with its lungs given). A random transform before the insertion does this on
+        every sample; a loader that hands every call the same arrays does it with ``copy=False``
+        (the last call's tumours are in them). A CT prepared again only because the cache
+        dropped it has its old key, and no warning."""
+        last = self._prepared_as.get(name)
+        self._prepared_as[name] = key
+        if last is None or last == key or self._said_changed:
+            return
+        self._said_changed = True
+        warnings.warn(f"{name}: prepared again, its voxels, affine, lungs or label having changed under that name "
+                      "since it was last prepared; each change costs a host preparation (1-2 s on a chest CT "
+                      "with its lungs given). Put the insertion before random intensity or spatial transforms, "
+                      "and with copy=False give each call its own copy of the sample (e.g. CacheDataset's "
+                      "default copy_cache=True)", stacklevel=5)
 
     def _banked(self, source: str, shape: tuple[int, int, int], affine: np.ndarray) -> tuple[dict, Any] | None:
         """The host bank's entry and lung-mask path for the CT at ``source``, or None: not in the
