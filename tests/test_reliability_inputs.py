@@ -106,8 +106,8 @@ def test_transform_warns_when_a_ct_changes_under_its_name(tmp_path):
                                    affine=other.image.affine, source="other.nii.gz")
         assert insert.hosts.misses == 4
         unnamed = RandInsertTumors(bank, config)
-        for k in range(2):
-            unnamed.insert_with_key((2, k), noisy(), **args)
+        for k in range(2):  # no source, or an empty one (a MetaTensor's filename_or_obj may be "")
+            unnamed.insert_with_key((2, k), noisy(), source="" if k else None, **args)
         assert unnamed.hosts.misses == 2
     with pytest.warns(UserWarning, match=r"ct\.nii\.gz: prepared again, its voxels.*before random intensity"):
         insert.insert_with_key((3, 0), noisy(), source="ct.nii.gz", **args)

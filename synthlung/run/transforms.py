@@ -514,7 +514,7 @@ class RandInsertTumors(RandomizableTransform):
             # kept without this call's image and label (each call brings its own) and with the lungs
             # as uint8 (a loader gives float32): no reference to a sample's memory stays in the cache
             lungs_u8 = made.lungs.with_array(array_module(arr).array(made.lungs.array, dtype=np.uint8, copy=True))
-            if source is not None:
+            if source:  # a name to go by: a MetaTensor's file, or source=
                 self._note_prepared(name, key)
             return _Prepared(dataclasses.replace(made, image=None, lungs=lungs_u8, tumors=None))
 
