@@ -421,6 +421,25 @@ def test_patch_mode_with_torchio_label_sampler(ct, bank):
     assert len(patches) == 4 and all(_a_whole_tumour_in(p["instances"].data, record) for p in patches)
 
 
+def test_torchio_subjects_without_files_are_not_one_ct(ct, bank):
+    """Subjects made from tensors (no file) are not named by their image's key in the host cache:
+    two CTs are two hosts, not one CT that changed (no 'prepared again' warning)."""
+    import warnings
+    tio = pytest.importorskip("torchio")
+    from synthlung.run.torchio_transform import RandomInsertTumors
+
+    other = chest_phantom(shape=SHAPE, spacing_mm=SPACING, n_tumors=0, seed=8)
+    insert = RandomInsertTumors(bank, CONFIG, lungs_name="lungs")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*prepared again")
+        for case in (ct, other):
+            insert(tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(case.image.array)[None],
+                                                     affine=case.image.affine),
+                               lungs=tio.LabelMap(tensor=torch.from_numpy(case.lungs.array)[None],
+                                                  affine=case.image.affine)))
+    assert insert.inserter.hosts.misses == 2
+
+
 @needs_monai
 def test_monai_dataloader_workers_repeat_under_torch_seed(tmp_path, bank):
     """MONAI's worker seeding: the same torch seed and number of workers give the same draws;

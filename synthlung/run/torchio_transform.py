@@ -48,7 +48,8 @@ class RandomInsertTumors(RandomTransform):
     image and the label (a ``LabelMap`` is added when there is none), the instance
     map (int32 ``LabelMap``) under ``instance_name`` and the case record (JSON)
     under ``record_name`` when those are given. The image's file path names it in
-    the host cache. ``seed_bank``, ``config``, ``zone_kw``, ``host_cache``,
+    the host cache and the record; an image made from a tensor has no name there
+    (as a bare tensor given to ``RandInsertTumors``). ``seed_bank``, ``config``, ``zone_kw``, ``host_cache``,
     ``patch_size`` and ``host_bank`` are those of :class:`~synthlung.run.transforms.RandInsertTumors`;
     other keywords (``p``, ``copy``, ...) go to ``tio.Transform``. With TorchIO's
     ``copy=True`` (its default) the tumours are written into the subject's deep
@@ -75,7 +76,7 @@ class RandomInsertTumors(RandomTransform):
         label = subject.get(self.label_name)
         lungs = subject[self.lungs_name].data if self.lungs_name is not None else None
         out = self.inserter.insert_with_key(key, image.data, lungs, None if label is None else label.data,
-                                            affine=image.affine, source=str(image.path or self.image_name))
+                                            affine=image.affine, source=None if image.path is None else str(image.path))
         image.set_data(out.image)
         if label is None:
             subject.add_image(tio.LabelMap(tensor=out.label, affine=image.affine), self.label_name)
