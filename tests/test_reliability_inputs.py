@@ -75,12 +75,12 @@ def test_transform_refuses_masks_in_another_grid(lung1, tmp_path):
     assert len(insert.hosts) == 1
 
 
-def test_transform_warns_when_a_ct_changes_under_its_name(tmp_path):
+def test_transform_warns_when_a_named_ct_is_prepared_again(tmp_path):
     """A named CT that comes back with other voxels is prepared again on every call, and the
     transform says so, once: a random transform before the insertion (noise added to the CT),
     or copy=False with a loader that hands every call the same arrays (the last call's tumours
-    then stay in the image). A CT prepared again only because the cache dropped it, or arrays
-    without a name, give no warning."""
+    then stay in the image). A CT prepared again unchanged because the cache dropped it (more
+    CTs than host_cache) gets its own warning, once; arrays without a name get none."""
     import warnings
 
     from synthlung.datasets.phantom import chest_phantom
@@ -98,13 +98,15 @@ def test_transform_warns_when_a_ct_changes_under_its_name(tmp_path):
         return (ct.image.array + rng.normal(0.0, 5.0, shape)).astype(ct.image.array.dtype)
 
     insert = RandInsertTumors(bank, config, host_cache=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    dropped = r"ct\.nii\.gz: prepared again, unchanged, after the host cache \(host_cache=1\) dropped it"
+    with pytest.warns(UserWarning, match=dropped) as said:
         for k in range(2):  # one cache place for two CTs: each is dropped and prepared again, unchanged
             insert.insert_with_key((0, k), ct.image.array.copy(), source="ct.nii.gz", **args)
             insert.insert_with_key((1, k), other.image.array.copy(), lungs=other.lungs.array,
                                    affine=other.image.affine, source="other.nii.gz")
-        assert insert.hosts.misses == 4
+    assert insert.hosts.misses == 4 and len(said) == 1  # once, and not taken for a change
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         unnamed = RandInsertTumors(bank, config)
         for k in range(2):  # no source, or an empty one (a MetaTensor's filename_or_obj may be "")
             unnamed.insert_with_key((2, k), noisy(), source="" if k else None, **args)

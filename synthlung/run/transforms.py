@@ -54,7 +54,8 @@ costs the preparation (measured on the 2-core project machine for the 233 x 167 
 chest CT with its lungs given: 1.4-1.9 s for the first call, most of it the soft-tissue
 noise's measurement and the zone's distance transforms, against 4-8 ms for the next with
 one small tumour), so give ``host_cache`` at least the number of CTs one worker sees when
-memory allows. With ``host_bank=`` (the bank ``synthlung hosts`` made of the same CT
+memory allows: the transform warns, once, when a named CT is prepared again unchanged after
+the cache dropped it. With ``host_bank=`` (the bank ``synthlung hosts`` made of the same CT
 files) a miss on one of its CTs takes the noise the bank measured and, when no lungs
 are given, the bank's lung mask, and costs the zone only: 0.34 s against 1.4 s there
 (``benchmarks/bench_calls.py``). The bank is used for a CT whose source file (a
@@ -445,7 +446,7 @@ class RandInsertTumors(RandomizableTransform):
         self.want_indices = False  # keep the label's crop indices in the host cache (see crop_indices)
         self._entry: _Prepared | None = None  # the host cache entry of the latest host lookup
         self._prepared_as: dict[str, Hashable] = {}  # a named CT's cache key when it was last prepared
-        self._said_changed = False  # the warning of _note_prepared is given once per transform
+        self._said = set()  # which of _note_prepared's warnings were given (each once per transform)
 
     def randomize(self, data: Any = None) -> None:
         """Draw, from ``R``, whether to insert and the key of this call's generator."""
@@ -525,23 +526,35 @@ class RandInsertTumors(RandomizableTransform):
         return dataclasses.replace(self._entry.host, image=Volume(arr, aff), tumors=tumors)
 
     def _note_prepared(self, name: str, key: Hashable) -> None:
-        """Keep the cache key the CT named ``name`` was prepared under; warn, once per transform,
-        when it was prepared before under another: its voxels, affine, lungs or label changed
-        under the same name, so it is prepared on every such call (a cache miss: 1-2 s on a
-        chest CT with its lungs given). A random transform before the insertion does this on
-        every sample; a loader that hands every call the same arrays does it with ``copy=False``
-        (the last call's tumours are in them). A CT prepared again only because the cache
-        dropped it has its old key, and no warning."""
+        """Keep the cache key the CT named ``name`` was prepared under, and warn, once per transform
+        for each case, when it was prepared before (each costs 1-2 s on a chest CT with its lungs
+        given):
+
+        * under another key: its voxels, affine, lungs or label changed under the same name, so
+          it is prepared on every such call. A random transform before the insertion does this
+          on every sample; a loader that hands every call the same arrays does it with
+          ``copy=False`` (the last call's tumours are in them);
+        * under the same key: the cache dropped it for others, and a loader that cycles through
+          more CTs than ``host_cache`` prepares one on nearly every call.
+        """
         last = self._prepared_as.get(name)
         self._prepared_as[name] = key
-        if last is None or last == key or self._said_changed:
+        said = "changed" if last is not None and last != key else "dropped" if last == key else None
+        if said is None or said in self._said:
             return
-        self._said_changed = True
-        warnings.warn(f"{name}: prepared again, its voxels, affine, lungs or label having changed under that name "
-                      "since it was last prepared; each change costs a host preparation (1-2 s on a chest CT "
-                      "with its lungs given). Put the insertion before random intensity or spatial transforms, "
-                      "and with copy=False give each call its own copy of the sample (e.g. CacheDataset's "
-                      "default copy_cache=True)", stacklevel=5)
+        self._said.add(said)
+        cost = "each costs a host preparation (1-2 s on a chest CT with its lungs given)"
+        if said == "changed":
+            warnings.warn(f"{name}: prepared again, its voxels, affine, lungs or label having changed under that "
+                          f"name since it was last prepared; {cost}. Put the insertion before random intensity or "
+                          "spatial transforms, and with copy=False give each call its own copy of the sample (e.g. "
+                          "CacheDataset's default copy_cache=True)", stacklevel=5)
+        else:
+            warnings.warn(f"{name}: prepared again, unchanged, after the host cache (host_cache="
+                          f"{self.hosts.maxsize}) dropped it for other CTs; a loader cycling through more CTs than "
+                          f"that prepares one on nearly every call, and {cost}. Give host_cache at least the "
+                          "number of CTs one worker sees (about 6.6 bytes per CT voxel each), or host_bank= to "
+                          "make a preparation cheaper", stacklevel=5)
 
     def _banked(self, source: str, shape: tuple[int, int, int], affine: np.ndarray) -> tuple[dict, Any] | None:
         """The host bank's entry and lung-mask path for the CT at ``source``, or None: not in the
