@@ -442,8 +442,9 @@ def test_torchio_subjects_without_files_are_not_one_ct(ct, bank):
 
 @needs_monai
 def test_monai_dataloader_workers_repeat_under_torch_seed(tmp_path, bank):
-    """MONAI's worker seeding: the same torch seed and number of workers give the same draws;
-    in the workers the kernels run on one thread."""
+    """MONAI's worker seeding: the same torch seed and number of workers give the same draws,
+    with persistent workers too (each epoch its own); in the workers the kernels run on one
+    thread; persistent workers keep their prepared hosts from one epoch to the next."""
     script = tmp_path / "loader.py"
     script.write_text(f"""
 import json, sys, numpy as np, torch
@@ -470,8 +471,20 @@ def keys(workers):
     return [json.loads(r)["random_key"] for b in batches for r in b["record"]], \
         sorted({{int(n) for b in batches for n in b["threads"]}})
 
+def counts(d):  # this worker's host cache look-ups so far (forked: t is the worker's own copy)
+    return {{**d, "counts": torch.tensor([t.inserter.hosts.misses, t.inserter.hosts.hits])}}
+
+def persistent():
+    torch.manual_seed(0)
+    loader = DataLoader(Dataset(items, Compose([t, counts])), batch_size=1, num_workers=2,
+                        multiprocessing_context="fork", persistent_workers=True)
+    epochs = [list(loader) for _ in range(2)]
+    return ([[json.loads(r)["random_key"] for b in e for r in b["record"]] for e in epochs],
+            [[b["counts"][0].tolist() for b in e] for e in epochs])
+
 import numba
-print(json.dumps({{"w0": [keys(0), keys(0)], "w2": [keys(2), keys(2)], "default": numba.config.NUMBA_NUM_THREADS}}))
+print(json.dumps({{"w0": [keys(0), keys(0)], "w2": [keys(2), keys(2)], "p2": [persistent(), persistent()],
+                  "default": numba.config.NUMBA_NUM_THREADS}}))
 """)
     env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}  # fork-safe threads for forked workers
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
@@ -481,6 +494,13 @@ print(json.dumps({{"w0": [keys(0), keys(0)], "w2": [keys(2), keys(2)], "default"
         assert a == b and len({tuple(k) for k in a[0]}) == 4
     assert runs["w2"][0][1] == [1]  # workers run the kernels on one thread
     assert runs["w0"][0][1] == [runs["default"]]  # in the main process: Numba's own number
+    (keys_a, counts), (keys_b, _) = runs["p2"]
+    assert keys_a == keys_b and keys_a[0] != keys_a[1] and len({tuple(k) for k in keys_a[1]}) == 4
+    # batches alternate between the two workers: in the second epoch each worker's misses stay
+    # what they were and its hits go on counting (the same process, its hosts kept)
+    for worker in (0, 1):
+        first, second = counts[0][worker::2], counts[1][worker::2]
+        assert second[0][0] == first[-1][0] and second[0][1] > first[-1][1]
 
 
 def test_copy_false_writes_the_same_case_into_the_input(ct, bank):

@@ -44,7 +44,9 @@ about 8192 voxels each of image, lungs and label (:func:`fingerprint`). The key
 survives the copies that data loaders make (``CacheDataset`` deep-copies its
 items), so a call then costs the synthesis only: one copy of the image (and of a
 given label) in its own memory order (none with ``copy=False``), zeroed maps, and
-work inside the tumours' boxes. Each DataLoader worker keeps its own cache. A CT that
+work inside the tumours' boxes. Each DataLoader worker keeps its own cache for as long as
+it lives: PyTorch starts new workers every epoch unless ``persistent_workers=True``, and
+without it every epoch prepares its CTs again. A CT that
 comes back under its name with other voxels, affine, lungs or label (as far as the
 digests see) is prepared again each time, and the transform warns the first time: a
 random transform before the insertion does that on every sample, and so does
@@ -93,7 +95,8 @@ randomizable object it meets, which replaces any seed set before. With
 torch's default generator (or the loader's ``generator=``); with workers, each
 worker does it on its own copy of the dataset at start-up with
 ``s = torch's worker seed`` (the base seed drawn from that generator when an
-epoch's iterator starts, plus the worker id). These transforms follow it like
+epoch's iterator starts, plus the worker id; with ``persistent_workers=True`` the
+workers start once, so once, and later epochs go on with their streams). These transforms follow it like
 every MONAI random transform (the dictionary form passes its seed to its array
 form), so a run repeats exactly when torch is seeded (``torch.manual_seed`` or
 ``generator=``) and the number of workers is kept; another number of workers
@@ -125,7 +128,8 @@ Example, a MONAI training loop (the host bank saves segmenting the lungs and mea
         # after the crop: a patch costs less to scale than the CT
         ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True),
     ]).set_random_state(seed=0)
-    for batch in DataLoader(Dataset(files, train), batch_size=2, num_workers=2):
+    # persistent workers keep their prepared hosts from one epoch to the next
+    for batch in DataLoader(Dataset(files, train), batch_size=2, num_workers=2, persistent_workers=True):
         ...  # batch["image"], batch["label"]: (2 x B, 1, 96, 96, 96), two patches per CT
 
 DataLoader workers are forked by default. Numba's GNU OpenMP threads (its
