@@ -96,11 +96,12 @@ torch's default generator (or the loader's ``generator=``); with workers, each
 worker does it on its own copy of the dataset at start-up with
 ``s = torch's worker seed`` (the base seed drawn from that generator when an
 epoch's iterator starts, plus the worker id; with ``persistent_workers=True`` the
-workers start once, so once, and later epochs go on with their streams). These transforms follow it like
-every MONAI random transform (the dictionary form passes its seed to its array
-form), so a run repeats exactly when torch is seeded (``torch.manual_seed`` or
-``generator=``) and the number of workers is kept; another number of workers
-gives other, equally valid, draws (the samples go to other workers' streams).
+workers start, and are seeded, once, and later epochs go on with their streams).
+These transforms follow it like every MONAI random transform (the dictionary form
+passes its seed to its array form), so a run repeats exactly when torch is seeded
+(``torch.manual_seed`` or ``generator=``) and the number of workers is kept; another
+number of workers gives other, equally valid, draws (the samples go to other workers'
+streams).
 The CPU kernels are compiled with Numba's cache, so workers start without
 compiling them again, and inside a worker they run on one thread, as PyTorch
 runs its own operators there (several workers already share the cores).
@@ -543,8 +544,10 @@ class RandInsertTumors(RandomizableTransform):
         """
         last = self._prepared_as.get(name)
         self._prepared_as[name] = key
-        said = "changed" if last is not None and last != key else "dropped" if last == key else None
-        if said is None or said in self._said:
+        if last is None:
+            return
+        said = "dropped" if last == key else "changed"
+        if said in self._said:
             return
         self._said.add(said)
         cost = "each costs a host preparation (1-2 s on a chest CT with its lungs given)"
