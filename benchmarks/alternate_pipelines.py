@@ -3,8 +3,8 @@
 ``bench_calls.py`` times each pipeline in a block of rounds, one after another; on
 this project's shared 2-core VM the machine drifts between blocks by tens of
 percent, more than the difference measured. Here the same pipelines (``bench_calls``'s
-``_compose``: ``lean``, ``lean, host bank``, ``segmentation``, ``segmentation, indices``; insertion with
-``copy=False``) take turns sample by sample, so drift hits both alike. Printed per
+``_compose``: ``lean``, ``lean, host bank``, ``segmentation``, ``segmentation, indices`` and the last two
+on lung1, ``lung1 segmentation`` and ``lung1 segmentation, indices``; insertion with ``copy=False``) take turns sample by sample, so drift hits both alike. Printed per
 pipeline: 10th percentile and median per sample (ms) without and with insertion,
 and what insertion adds (%).
 
@@ -24,17 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_calls import _compose
+from benchmarks.bench_calls import _compose, lung1_item
 from benchmarks.conftest import DATA_DIR
 from synthlung.io import load, save
 from synthlung.seeds import SeedBank, extract_seeds
 
-KINDS = ("lean", "lean, host bank", "segmentation", "segmentation, indices")
+KINDS = ("lean", "lean, host bank", "segmentation", "segmentation, indices", "lung1 segmentation",
+         "lung1 segmentation, indices")
 
 
 def _items(root: Path) -> tuple[SeedBank, Path, dict]:
     """lung1's seed bank; a host bank of the chest CT; the CT with its lungs (and an
-    all-background label) as files, the items of each kind of pipeline."""
+    all-background label) as files, and lung1 with its label and lungs: the items of each
+    kind of pipeline."""
     from synthlung.datasets import ingest
     from synthlung.hosts import build_host_bank, make_host
     ct_path = DATA_DIR / "totalseg-chest" / "chest_ct.nii.gz"
@@ -51,6 +53,7 @@ def _items(root: Path) -> tuple[SeedBank, Path, dict]:
     items = {"lean": item, "lean, host bank": {"image": str(ct_path)}}
     items.update({kind: {**item, "label": str(root / "label.nii.gz")}
                   for kind in ("segmentation", "segmentation, indices")})
+    items["lung1 segmentation"] = items["lung1 segmentation, indices"] = lung1_item(DATA_DIR, root)
     return SeedBank.write(seeds, root / "seeds"), root / "hosts", items
 
 

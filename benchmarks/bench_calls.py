@@ -21,7 +21,9 @@ default (alpha blending, morph ranges, placement rules, burden).
   ``lean, host bank`` (the CT only, the insertion's lungs and noise from the host bank),
   ``segmentation`` (CT, label and lungs, ``RandCropByPosNegLabeld`` on the label) and
   ``segmentation, indices`` (the crop given the label's voxel indices: ``FgBgToIndicesd``
-  cached without insertion, the transform's own with it);
+  cached without insertion, the transform's own with it); the last two also on lung1,
+  whose label holds its real tumour (``lung1 segmentation``, ``lung1 segmentation,
+  indices``; resampled to 1.5 mm before the cache);
 * writing a case's three NIfTI files: ``synthlung.save`` vs ``nib.save``; one case
   made and written as ``generate`` does (image, label, instances, record); ``generate``
   itself, 8 cases of 1-3 tumours from a one-host bank (host loading included); the CLI,
@@ -221,6 +223,21 @@ def banks(ct_path, bank, tmp_path_factory):
     return root / "hosts", bank.root
 
 
+def lung1_item(data_dir, root) -> dict:
+    """lung1 (512 x 512 x 48, 0.57 x 0.57 x 5 mm) with its label, which holds its real tumour, as
+    every MSD Task06 case does, and its lungs, segmented once and written under ``root``."""
+    d = data_dir / "pyradiomics-lung1"
+    lung1 = make_host(load(d / "lung1_image.nrrd"), load(d / "lung1_label.nrrd"), host_id="lung1")
+    save(lung1.lungs, root / "lung1_lungs.nii.gz")
+    return {"image": str(d / "lung1_image.nrrd"), "label": str(d / "lung1_label.nrrd"),
+            "lungs": str(root / "lung1_lungs.nii.gz")}
+
+
+@pytest.fixture(scope="module")
+def lung1(data_dir, tmp_path_factory):
+    return lung1_item(data_dir, tmp_path_factory.mktemp("lung1"))
+
+
 FG, BG = "label_fg_indices", "label_bg_indices"  # FgBgToIndicesd's keys for "label"
 
 
@@ -246,12 +263,16 @@ def _pipeline(bank, insert: str, kind: str, host_bank=None) -> list:
     given the label's voxel indices: without insertion ``FgBgToIndicesd`` before the
     cache (MONAI's own speed-up), with it the transform's ``fg_indices_key`` and
     ``bg_indices_key``. ``lean, host bank``: the CT only, the insertion given
-    ``host_bank`` (its lungs and noise from there), else as ``lean``. Intensity scaling
+    ``host_bank`` (its lungs and noise from there), else as ``lean``. ``lung1 segmentation``
+    (and ``, indices``): as ``segmentation`` on lung1 (:func:`lung1_item`), whose label holds
+    a real tumour, so the crop finds positives with and without the insertion; resampled to
+    1.5 mm before the cache (``Spacingd``), as a segmentation pipeline does with 5 mm slices
+    (lung1 has 48 of them, fewer than the 96 of a crop). Intensity scaling
     comes after the crop in all: insertion needs HU, and scaling a patch costs less than
     scaling the CT.
     """
     from monai.transforms import (EnsureChannelFirstd, LoadImaged, RandCropByPosNegLabeld, RandFlipd,
-                                  RandSpatialCropd, ScaleIntensityRanged)
+                                  RandSpatialCropd, ScaleIntensityRanged, Spacingd)
     window = ScaleIntensityRanged("image", a_min=-1000, a_max=400, b_min=0.0, b_max=1.0, clip=True)
     if kind.startswith("lean"):
         keys = ["image"] if kind == "lean, host bank" else ["image", "lungs"]
@@ -265,6 +286,8 @@ def _pipeline(bank, insert: str, kind: str, host_bank=None) -> list:
                                       neg=1, num_samples=1, **given)
         flip = RandFlipd(["image", "label"], prob=0.5, spatial_axis=0)
     head = [LoadImaged(keys, image_only=True), EnsureChannelFirstd(keys)]
+    if kind.startswith("lung1"):
+        head.append(Spacingd(keys, pixdim=1.5, mode=("bilinear", "nearest", "nearest")))
     return head + _insert(bank, insert, kind.endswith("indices"), host_bank) + [crop, window, flip]
 
 
@@ -284,17 +307,20 @@ def _compose(bank, insert: str, kind: str, host_bank=None):
 
 
 @pytest.mark.filterwarnings("ignore:Num foregrounds 0")  # the healthy CT without insertion: no positives
-@pytest.mark.parametrize("kind", ["lean", "lean, host bank", "segmentation", "segmentation, indices"])
+@pytest.mark.parametrize("kind", ["lean", "lean, host bank", "segmentation", "segmentation, indices",
+                                  "lung1 segmentation", "lung1 segmentation, indices"])
 @pytest.mark.parametrize("dataset", ["Dataset", "CacheDataset"])
 @pytest.mark.parametrize("insert", ["without", "copy", "in place"],
                          ids=["without", "RandInsertTumorsd", "RandInsertTumorsd copy=False"])
-def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_path, banks, dataset, insert, kind):
+def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_path, banks, lung1, dataset, insert,
+                                   kind):
     from monai.data import CacheDataset, Dataset
     benchmark.group = f"MONAI {dataset}, {kind} pipeline, per sample"
     host_bank = banks[0] if kind == "lean, host bank" else None
     transform = _compose(bank, insert, kind, host_bank)
     item = {"image": str(ct_path)} if host_bank is not None else {"image": str(ct_path), "lungs": str(lungs_path)}
-    items = [item if kind.startswith("lean") else {**item, "label": str(label_path)}]
+    items = [lung1 if kind.startswith("lung1") else item if kind.startswith("lean")
+             else {**item, "label": str(label_path)}]
     ds = Dataset(items, transform) if dataset == "Dataset" else CacheDataset(items, transform, progress=False)
     ds[0]  # warm-up: JIT, prepared host
     # a cached sample costs 10-60 ms and varies more on this VM than a loaded one: more rounds
