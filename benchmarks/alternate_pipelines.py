@@ -3,10 +3,11 @@
 ``bench_calls.py`` times each pipeline in a block of rounds, one after another; on
 this project's shared 2-core VM the machine drifts between blocks by tens of
 percent, more than the difference measured. Here the same pipelines (``bench_calls``'s
-``_compose``: ``lean``, ``lean, host bank``, ``segmentation``, ``segmentation, indices`` and the last two
-on lung1, ``lung1 segmentation`` and ``lung1 segmentation, indices``; insertion with ``copy=False``) take turns sample by sample, so drift hits both alike. Printed per
-pipeline: 10th percentile and median per sample (ms) without and with insertion,
-and what insertion adds (%).
+``_compose``: ``lean``, ``lean, host bank``, ``segmentation``, ``segmentation, indices``,
+and the last two on lung1, ``lung1 segmentation`` and ``lung1 segmentation, indices``;
+insertion with ``copy=False``) take turns sample by sample, so drift hits both alike.
+Printed per pipeline: 10th percentile and median per sample (ms) without and with
+insertion, and what insertion adds (%).
 
     python -m benchmarks.alternate_pipelines [samples] [threads]
 

@@ -45,6 +45,7 @@ Pinned, every pipeline and call reuses freed memory alike.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -223,7 +224,7 @@ def banks(ct_path, bank, tmp_path_factory):
     return root / "hosts", bank.root
 
 
-def lung1_item(data_dir, root) -> dict:
+def lung1_item(data_dir: Path, root: Path) -> dict:
     """lung1 (512 x 512 x 48, 0.57 x 0.57 x 5 mm) with its label, which holds its real tumour, as
     every MSD Task06 case does, and its lungs, segmented once and written under ``root``."""
     d = data_dir / "pyradiomics-lung1"
