@@ -12,6 +12,14 @@ import numpy as np
 
 from .backend import array_module, asnumpy
 
+GRID_ATOL_MM = 1e-3
+"""How far (mm, per affine entry) two affines may differ and still place voxels on one grid."""
+
+
+def same_grid(affine: Any, other: Any) -> bool:
+    """Whether two voxel -> world affines put the voxels in the same places (within :data:`GRID_ATOL_MM`)."""
+    return bool(np.allclose(affine, other, atol=GRID_ATOL_MM))
+
 
 @dataclass(frozen=True, eq=False)
 class Volume:

@@ -165,7 +165,7 @@ from ..io.hu import hu_problem
 from ..lru import LRUCache
 from ..seeds import SeedBank
 from ..synthesis.case import SynthesisConfig, centre_sampler, memory_order, synthesize, zero_map
-from ..volume import Volume
+from ..volume import Volume, same_grid
 
 __all__ = ["HAVE_MONAI", "Inserted", "RandInsertTumors", "RandInsertTumorsd", "unchanged"]
 
@@ -383,7 +383,8 @@ def _tumor_boxes(record: dict) -> list[tuple[slice, slice, slice]]:
     return [tuple(slice(o, o + n) for o, n in zip(t["offset_voxels"], t["box_shape"])) for t in record["tumors"]]
 
 
-def _same_grid(arr: Any, image: Any, name: str) -> Any:
+def _same_shape(arr: Any, image: Any, name: str) -> Any:
+    """``arr`` (lungs or label), checked to have the image's shape and device."""
     if tuple(arr.shape) != tuple(image.shape):
         raise InputError(f"{name} shape {tuple(arr.shape)} differs from the image's {tuple(image.shape)}")
     if array_module(arr) is not array_module(image):
@@ -394,11 +395,11 @@ def _same_grid(arr: Any, image: Any, name: str) -> Any:
 
 def _same_affine(given: Any, affine: np.ndarray, what: str, name: str) -> None:
     """InputError when ``given`` (lungs or label) is a MetaTensor whose affine places it elsewhere
-    than the image's (``np.allclose`` with ``atol=1e-3``, mm): the same shape in another grid."""
+    than the image's (:func:`~synthlung.volume.same_grid`): the same shape in another grid."""
     if not _is_meta_tensor(given):
         return
     other = _affine(given, None)
-    if not np.allclose(other, affine, atol=1e-3):  # as the host bank's grid check
+    if not same_grid(other, affine):
         where = given.meta.get("filename_or_obj") or what
         raise InputError(f"{where}: {what} in another grid than the image {name} (affine differs by up to "
                          f"{float(np.abs(other - affine).max()):.3g}); resample to the image's grid first")
@@ -451,7 +452,7 @@ class RandInsertTumors(RandomizableTransform):
         self.want_indices = False  # keep the label's crop indices in the host cache (see crop_indices)
         self._entry: _Prepared | None = None  # the host cache entry of the latest host lookup
         self._prepared_as: dict[str, Hashable] = {}  # a named CT's cache key when it was last prepared
-        self._said = set()  # which of _note_prepared's warnings were given (each once per transform)
+        self._said: set[str] = set()  # which of _note_prepared's warnings were given (each once per transform)
 
     def randomize(self, data: Any = None) -> None:
         """Draw, from ``R``, whether to insert and the key of this call's generator."""
@@ -491,8 +492,8 @@ class RandInsertTumors(RandomizableTransform):
         """
         arr, _ = _view3d(image, "image")
         aff = _affine(image, affine)
-        lung_arr = None if lungs is None else _same_grid(_view3d(lungs, "lungs")[0], arr, "lungs")
-        tumor_arr = None if label is None else _same_grid(_view3d(label, "label")[0], arr, "label")
+        lung_arr = None if lungs is None else _same_shape(_view3d(lungs, "lungs")[0], arr, "lungs")
+        tumor_arr = None if label is None else _same_shape(_view3d(label, "label")[0], arr, "label")
         if source is None and _is_meta_tensor(image):
             source = image.meta.get("filename_or_obj")
         name = str(source or type(image).__name__)
@@ -574,7 +575,7 @@ class RandInsertTumors(RandomizableTransform):
         entry = self.host_bank.entries[i]
         path = self.host_bank.root / entry["lungs"]
         header = nib.load(str(path))
-        if tuple(header.shape[:3]) != shape or not np.allclose(header.affine, affine, atol=1e-3):
+        if tuple(header.shape[:3]) != shape or not same_grid(header.affine, affine):
             warnings.warn(f"{source}: not in the grid of host bank {self.host_bank.root}'s entry {entry['id']} "
                           f"(shape {shape} against {tuple(header.shape[:3])}, or another affine): its lungs and "
                           "noise are not used, this CT's are made here", stacklevel=4)

@@ -35,7 +35,7 @@ from ..components import component_stats
 from ..components import label as label_components
 from ..errors import InputError
 from ..morphology import signed_distance_mm
-from ..volume import Volume
+from ..volume import Volume, same_grid
 from .contact import measure_contact
 from .reslice import RESLICE_MM, needs_reslice, reslice_stack
 
@@ -86,7 +86,7 @@ def soft_mask(mask: np.ndarray, spacing: tuple[float, float, float], width_mm: f
 def _check_pair(image: Volume, label: Volume) -> None:
     if image.shape != label.shape:
         raise InputError(f"label shape {label.shape} differs from image shape {image.shape}")
-    if not np.allclose(image.affine, label.affine, atol=1e-3):
+    if not same_grid(image.affine, label.affine):
         raise InputError("label and image affines differ: they do not lie on one voxel grid")
 
 
