@@ -24,6 +24,9 @@ default (alpha blending, morph ranges, placement rules, burden).
   cached without insertion, the transform's own with it); the last two also on lung1,
   whose label holds its real tumour (``lung1 segmentation``, ``lung1 segmentation,
   indices``; resampled to 1.5 mm before the cache);
+* the crop's label search per sample: MONAI's ``map_binary_to_indices`` (what
+  ``RandCropByPosNegLabeld`` runs without the indices keys) on the chest CT's label, all
+  background and with one inserted tumour, beside the transform's ``crop_indices``;
 * writing a case's three NIfTI files: ``synthlung.save`` vs ``nib.save``; one case
   made and written as ``generate`` does (image, label, instances, record); ``generate``
   itself, 8 cases of 1-3 tumours from a one-host bank (host loading included); the CLI,
@@ -326,6 +329,38 @@ def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_p
     ds[0]  # warm-up: JIT, prepared host
     # a cached sample costs 10-60 ms and varies more on this VM than a loaded one: more rounds
     benchmark.pedantic(lambda: ds[0], rounds=11 if dataset == "Dataset" else 41, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("label", ["all background", "with the inserted tumour", "the transform's indices"])
+def test_crop_label_search(benchmark, bank, ct_path, lungs_path, label_path, label):
+    """What ``RandCropByPosNegLabeld`` without the indices keys does on every sample, on the chest
+    CT's label as ``LoadImaged`` gives it: MONAI's ``map_binary_to_indices`` (``label > 0`` and the
+    rest, by ``torch.nonzero``) on the label as loaded (all background) and on the same label with
+    one inserted tumour; beside it what ``RandInsertTumorsd(fg_indices_key=..., bg_indices_key=...)``
+    hands the crop instead (``crop_indices``: the label's own indices kept, the tumour's voxels added)."""
+    from monai.transforms import EnsureChannelFirstd, LoadImaged
+    from monai.transforms.utils import map_binary_to_indices
+
+    from synthlung.run.transforms import RandInsertTumorsd
+    benchmark.group = "the crop's label search per sample (RandCropByPosNegLabeld), chest CT"
+    keys = ["image", "label", "lungs"]
+    item = EnsureChannelFirstd(keys)(LoadImaged(keys, image_only=True)(
+        {"image": str(ct_path), "label": str(label_path), "lungs": str(lungs_path)}))
+    insert = RandInsertTumorsd(bank, SMALL, lungs_key="lungs", fg_indices_key="fg", bg_indices_key="bg")
+    done = insert.set_random_state(seed=0)(item)
+    assert done["fg"].size > 0  # one tumour inserted
+    if label == "the transform's indices":
+        out = insert.inserter.apply(item["image"], item["lungs"], item["label"])
+        fg, bg = benchmark.pedantic(lambda: insert.inserter.crop_indices(out), rounds=21, iterations=1,
+                                    warmup_rounds=1)
+    else:
+        searched = item["label"] if label == "all background" else done["label"]
+        fg, bg = benchmark.pedantic(lambda: map_binary_to_indices(searched), rounds=21, iterations=1,
+                                    warmup_rounds=1)
+    voxels = int(np.prod(item["label"].shape))
+    assert (len(fg) > 0) == (label != "all background")  # MONAI's are torch tensors, the transform's NumPy
+    # MONAI's split is a partition; the transform's background is the given label's (all voxels here)
+    assert (len(bg) if label == "the transform's indices" else len(fg) + len(bg)) == voxels
 
 
 @pytest.mark.parametrize("prepared", ["lungs segmented", "lungs given", "host_bank"])
