@@ -12,7 +12,8 @@ default (alpha blending, morph ranges, placement rules, burden).
   zone voxel into an order-preserving copy of the host image, label map beside;
 * ``morph`` vs ``elasticdeform`` (image linear + mask nearest) on a 96^3 seed; the
   figure to compare is time per output voxel (``extra_info["output_voxels"]``);
-* the array transform (lungs given, prepared host cached) vs ``synthesize``; the same on a CT
+* the array transform (lungs given, prepared host cached) vs ``synthesize``; the same call with
+  the CPU caches warm and after a 30 MB copy (what a loader's per-sample copy does); the same on a CT
   it has not seen (host cache miss): lungs segmented, lungs given, or lungs and noise from a
   host bank (``host_bank=``);
 * MONAI pipelines per sample, with and without ``RandInsertTumorsd`` (plain
@@ -190,6 +191,27 @@ def test_transform_array(benchmark, host, bank):
     benchmark.pedantic(lambda: insert.insert_with_key(KEY, host.image.array, **args), rounds=15, iterations=1,
                        warmup_rounds=1)
     assert insert.hosts.misses == 1  # the host was prepared once
+
+
+@pytest.mark.parametrize("caches", ["warm", "after a 30 MB copy"])
+def test_transform_caches(benchmark, host, bank, caches):
+    """The array call (``copy=False``, lungs given, prepared host) run again at once, or after a copy
+    of the CT (30 MB, as a loader's per-sample copy) has gone through the CPU caches: how much of
+    the call's cost in a pipeline is the loader evicting the data and code the call needs."""
+    from synthlung.run.transforms import RandInsertTumors
+    benchmark.group = "transform call, CPU caches warm or not (small tumour)"
+    insert = RandInsertTumors(bank, SMALL, copy=False)
+    image, spare = host.image.array.copy(order="K"), host.image.array.copy(order="K")
+    args = dict(lungs=host.lungs.array, affine=host.image.affine)
+    # prepares the host; the same tumour blended again and again into the same place settles (integer
+    # HU), and once it has, the image's digest stays and every later call finds the host prepared
+    for _ in range(8):
+        insert.insert_with_key(KEY, image, **args)
+    misses = insert.hosts.misses
+    evict = (lambda: np.copyto(spare, host.image.array)) if caches != "warm" else None
+    benchmark.pedantic(lambda: insert.insert_with_key(KEY, image, **args), setup=evict, rounds=41, iterations=1,
+                       warmup_rounds=1)
+    assert insert.hosts.misses == misses  # no round prepared the host again
 
 
 def test_synthesize_for_transform(benchmark, host, bank):
