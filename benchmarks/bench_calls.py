@@ -49,6 +49,7 @@ Pinned, every pipeline and call reuses freed memory alike.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -252,9 +253,9 @@ def banks(ct_path, bank, tmp_path_factory):
 def lung1_item(data_dir: Path, root: Path) -> dict:
     """lung1 (512 x 512 x 48, 0.57 x 0.57 x 5 mm) with its label, which holds its real tumour, as
     every MSD Task06 case does, and its lungs, segmented once and written under ``root``."""
+    from synthlung.hosts import segment_lungs
     d = data_dir / "pyradiomics-lung1"
-    lung1 = make_host(load(d / "lung1_image.nrrd"), load(d / "lung1_label.nrrd"), host_id="lung1")
-    save(lung1.lungs, root / "lung1_lungs.nii.gz")
+    save(segment_lungs(load(d / "lung1_image.nrrd"), name="lung1"), root / "lung1_lungs.nii.gz")
     return {"image": str(d / "lung1_image.nrrd"), "label": str(d / "lung1_label.nrrd"),
             "lungs": str(root / "lung1_lungs.nii.gz")}
 
@@ -353,33 +354,36 @@ def test_monai_pipeline_per_sample(benchmark, bank, ct_path, lungs_path, label_p
     benchmark.pedantic(lambda: ds[0], rounds=11 if dataset == "Dataset" else 41, iterations=1, warmup_rounds=1)
 
 
+@pytest.fixture(scope="module")
+def loaded_chest(ct_path, lungs_path, label_path):
+    """The chest CT, its lungs and its (all-background) label as ``LoadImaged`` gives them, channel first."""
+    from monai.transforms import EnsureChannelFirstd, LoadImaged
+    keys = ["image", "label", "lungs"]
+    return EnsureChannelFirstd(keys)(LoadImaged(keys, image_only=True)(
+        {"image": str(ct_path), "label": str(label_path), "lungs": str(lungs_path)}))
+
+
 @pytest.mark.parametrize("label", ["all background", "with the inserted tumour", "the transform's indices"])
-def test_crop_label_search(benchmark, bank, ct_path, lungs_path, label_path, label):
+def test_crop_label_search(benchmark, bank, loaded_chest, label):
     """What ``RandCropByPosNegLabeld`` without the indices keys does on every sample, on the chest
     CT's label as ``LoadImaged`` gives it: MONAI's ``map_binary_to_indices`` (``label > 0`` and the
     rest, by ``torch.nonzero``) on the label as loaded (all background) and on the same label with
     one inserted tumour; beside it what ``RandInsertTumorsd(fg_indices_key=..., bg_indices_key=...)``
     hands the crop instead (``crop_indices``: the label's own indices kept, the tumour's voxels added)."""
-    from monai.transforms import EnsureChannelFirstd, LoadImaged
     from monai.transforms.utils import map_binary_to_indices
 
-    from synthlung.run.transforms import RandInsertTumorsd
+    from synthlung.run.transforms import RandInsertTumors
     benchmark.group = "the crop's label search per sample (RandCropByPosNegLabeld), chest CT"
-    keys = ["image", "label", "lungs"]
-    item = EnsureChannelFirstd(keys)(LoadImaged(keys, image_only=True)(
-        {"image": str(ct_path), "label": str(label_path), "lungs": str(lungs_path)}))
-    insert = RandInsertTumorsd(bank, SMALL, lungs_key="lungs", fg_indices_key="fg", bg_indices_key="bg")
-    done = insert.set_random_state(seed=0)(item)
-    assert done["fg"].size > 0  # one tumour inserted
-    if label == "the transform's indices":
-        out = insert.inserter.apply(item["image"], item["lungs"], item["label"])
-        fg, bg = benchmark.pedantic(lambda: insert.inserter.crop_indices(out), rounds=21, iterations=1,
-                                    warmup_rounds=1)
-    else:
-        searched = item["label"] if label == "all background" else done["label"]
-        fg, bg = benchmark.pedantic(lambda: map_binary_to_indices(searched), rounds=21, iterations=1,
-                                    warmup_rounds=1)
-    voxels = int(np.prod(item["label"].shape))
+    image, lungs, given = (loaded_chest[k] for k in ("image", "lungs", "label"))
+    insert = RandInsertTumors(bank, SMALL).set_random_state(seed=0)
+    insert.want_indices = True  # as the dictionary form with the indices keys
+    insert.randomize()
+    out = insert.apply(image, lungs, given)
+    assert insert.crop_indices(out)[0].size > 0  # one tumour inserted
+    search = (partial(insert.crop_indices, out) if label == "the transform's indices"
+              else partial(map_binary_to_indices, given if label == "all background" else out.label))
+    fg, bg = benchmark.pedantic(search, rounds=21, iterations=1, warmup_rounds=1)
+    voxels = int(np.prod(given.shape))
     assert (len(fg) > 0) == (label != "all background")  # MONAI's are torch tensors, the transform's NumPy
     # MONAI's split is a partition; the transform's background is the given label's (all voxels here)
     assert (len(bg) if label == "the transform's indices" else len(fg) + len(bg)) == voxels
