@@ -136,6 +136,33 @@ def test_compose_dict_metatensor(ct, bank):
 
 
 @needs_monai
+def test_instance_map_only_when_asked_for(ct, bank, monkeypatch):
+    """Without ``instance_key`` (or crop indices) the dictionary form makes no instance map, and
+    the image, label and record are those it gives with the map."""
+    import synthlung.run.transforms as transforms
+    from synthlung.hosts import make_host
+    from synthlung.synthesis.case import synthesize
+
+    made = []
+    real = transforms.synthesize
+    monkeypatch.setattr(transforms, "synthesize", lambda *a, **kw: made.append(kw["instance_dtype"]) or real(*a, **kw))
+    affine = ct.image.affine
+    data = {"image": _meta(ct.image.array, affine), "label": _meta(ct.label.array, affine),
+            "lungs": _meta(ct.lungs.array, affine)}
+    without = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs", record_key="record").set_random_state(seed=4)(data)
+    given = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs", record_key="record", instance_key="instances")
+    out = given.set_random_state(seed=4)(data)
+    assert made == [None, np.int32] and "instances" not in without
+    assert json.loads(without["record"])["tumors_inserted"] >= 1 and without["record"] == out["record"]
+    assert torch.equal(without["image"], out["image"]) and torch.equal(without["label"], out["label"])
+    assert RandInsertTumorsd(bank, fg_indices_key="fg", bg_indices_key="bg").inserter.want_instances  # it reads them
+    host = make_host(ct.image, ct.label, lungs=ct.lungs)
+    case = synthesize(host, bank, np.random.default_rng(3), CONFIG, instance_dtype=None)
+    assert case.instances is None and case.record["tumors_inserted"] >= 1
+    assert np.array_equal(case.image.array, synthesize(host, bank, np.random.default_rng(3), CONFIG).image.array)
+
+
+@needs_monai
 def test_monai_dataloader_batches(ct, bank):
     """A training-loop setup: precomputed lungs, a DataLoader collating two synthetic cases."""
     from monai.data import DataLoader, Dataset
@@ -407,6 +434,7 @@ def test_patch_mode_with_torchio_label_sampler(ct, bank):
     insert = RandomInsertTumors(bank, CONFIG, patch_size=PATCH, image_name="ct", lungs_name="lungs",
                                 instance_name="instances", record_name="record")
     assert isinstance(insert, tio.Transform)
+    assert insert.inserter.want_instances and not RandomInsertTumors(bank, CONFIG).inserter.want_instances
     torch.manual_seed(7)
     out = insert(subject)
     torch.manual_seed(7)

@@ -47,8 +47,9 @@ class RandomInsertTumors(RandomTransform):
     subject has them, the ``label_name`` and ``lungs_name`` label maps; writes the
     image and the label (a ``LabelMap`` is added when there is none), the instance
     map (int32 ``LabelMap``) under ``instance_name`` and the case record (JSON)
-    under ``record_name`` when those are given. The image's file path names it in
-    the host cache and the record; an image made from a tensor has no name there
+    under ``record_name`` when those are given (the instance map is made only
+    then). The image's file path names it in the host cache and the record; an
+    image made from a tensor has no name there
     (as a bare tensor given to ``RandInsertTumors``). ``seed_bank``, ``config``,
     ``zone_kw``, ``host_cache``, ``patch_size`` and ``host_bank`` are those of
     :class:`~synthlung.run.transforms.RandInsertTumors`;
@@ -69,6 +70,7 @@ class RandomInsertTumors(RandomTransform):
                                          host_bank=host_bank)
         self.image_name, self.label_name, self.lungs_name = image_name, label_name, lungs_name
         self.instance_name, self.record_name = instance_name, record_name
+        self.inserter.want_instances = instance_name is not None
         self.last_record: dict | None = None
 
     def apply_transform(self, subject: tio.Subject) -> tio.Subject:

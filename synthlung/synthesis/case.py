@@ -135,11 +135,12 @@ class PlannedTumor:
 
 @dataclass
 class Case:
-    """A synthetic case: image (host dtype), label (0/1), instance map, and its record."""
+    """A synthetic case: image (host dtype), label (0/1), instance map (None when not asked
+    for, see :func:`synthesize`), and its record."""
 
     image: Volume
     label: Volume
-    instances: Volume
+    instances: Volume | None
     record: dict
 
 
@@ -441,7 +442,10 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
     ``inplace``: write the tumors into ``host.image.array`` itself (only their
     blending boxes change) instead of a copy, for a caller whose host image is
     its own copy already (a data loader's sample). ``instance_dtype``: of the
-    instance map (uint16; the torch transforms ask for int32). ``label_map``: a
+    instance map (uint16; the torch transforms ask for int32); None makes no map
+    (``Case.instances`` is None; the record still numbers the tumours), for a caller
+    that does not use it: the map is a whole-volume array whose boxes' memory pages
+    each cost a fault on first write. ``label_map``: a
     label array of the host's grid (any dtype, the host's own tumors already in it)
     that the inserted tumors are written into, instead of a new uint8 map made from
     ``host.tumors`` (a whole-volume pass): for a caller that has its label already.
@@ -459,7 +463,7 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         label = (host.tumors.array > 0).astype(np.uint8, order=order)  # True is TUMOR_CLASS (1)
     else:
         label = zero_map(xp, image.shape, np.uint8, order)
-    instances = zero_map(xp, image.shape, instance_dtype, order)
+    instances = None if instance_dtype is None else zero_map(xp, image.shape, instance_dtype, order)
     planned, wanted = sample_placements(host, seed_bank, rng, config)
     texture = host_noise(host) if config.texture else None
     tumors = []
@@ -500,4 +504,5 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
     if len(tumors) < wanted:
         record["note"] = f"{wanted - len(tumors)} of {wanted} tumors found no place that fits the rules"
     affine = host.image.affine
-    return Case(Volume(image, affine), Volume(label, affine), Volume(instances, affine), record)
+    return Case(Volume(image, affine), Volume(label, affine), None if instances is None else Volume(instances, affine),
+                record)

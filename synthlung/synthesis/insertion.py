@@ -91,8 +91,8 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
            texture: NoiseSpectrum | None = None, **blend_options: Any) -> InsertResult:
     """Blend ``morphed`` into ``image`` at box ``offset`` (voxels), in place.
 
-    ``image``, ``label`` (uint8 class map) and ``instances`` (uint16 instance ids)
-    are host arrays (NumPy or CuPy, all on one device) updated in place; ``morphed``
+    ``image``, ``label`` (uint8 class map) and ``instances`` (uint16 instance ids, or
+    None: none kept) are host arrays (NumPy or CuPy, all on one device) updated in place; ``morphed``
     is a :class:`synthlung.synthesis.morphing.MorphedSeed` on the same device and host lattice.
     ``method`` and ``blend_options`` go to :func:`synthlung.synthesis.blending.blend`;
     ``texture`` is the host's soft-tissue noise to give the tumour (its std taken near
@@ -112,7 +112,8 @@ def insert(image: Any, label: Any, instances: Any, morphed: Any, offset: tuple[i
     xp.copyto(host_box, _to_dtype(result.image, image.dtype, hu_range), where=changed)
     tumor = morphed.mask.array[inner].astype(bool)
     xp.copyto(label[region][inner], TUMOR_CLASS, where=tumor)
-    xp.copyto(instances[region][inner], instance_id, where=tumor)
+    if instances is not None:
+        xp.copyto(instances[region][inner], instance_id, where=tumor)
     info = {"solver_iterations": result.iterations, "relative_residual": result.residual,
             "noise_added_hu": result.noise_added_hu, "vessel_voxels": result.vessel_voxels,
             "host_noise_near_hu": None if texture is None else round(texture.std_hu, 3)}
