@@ -49,8 +49,8 @@ class RandomInsertTumors(RandomTransform):
     map (int32 ``LabelMap``) under ``instance_name`` and the case record (JSON)
     under ``record_name`` when those are given (the instance map is made only
     then). The image's file path names it in the host cache and the record; an
-    image made from a tensor has no name there
-    (as a bare tensor given to ``RandInsertTumors``). ``seed_bank``, ``config``,
+    image made from a tensor has no name there (as a bare tensor given to
+    ``RandInsertTumors``). ``seed_bank``, ``config``,
     ``zone_kw``, ``host_cache``, ``patch_size`` and ``host_bank`` are those of
     :class:`~synthlung.run.transforms.RandInsertTumors`;
     other keywords (``p``, ``copy``, ...) go to ``tio.Transform``. With TorchIO's
