@@ -10,6 +10,9 @@ compute the whole transform. The GPU group puts ``shell_distance.cuda`` beside
 ``cupyx.scipy.ndimage.distance_transform_edt`` on the same mask. The bounding box
 (found several times per insertion): ``synthlung.morphology.bounding_box``
 (:mod:`synthlung.kernels.bounds`) beside NumPy's per-axis ``any`` and ``flatnonzero``.
+The tumour's core (its erosion by the 6-connected cross, twice per insertion):
+``synthlung.morphology.eroded`` (:mod:`synthlung.kernels.erosion`) beside
+``scipy.ndimage.binary_erosion``.
 
 Run: ``pytest benchmarks/bench_morphology.py --benchmark-enable`` (the GPU group needs CuPy).
 """
@@ -75,6 +78,25 @@ def test_bounding_box_numpy(benchmark, tumour_box):
     from synthlung.kernels import bounds
     benchmark.group = "tumour bounding box (CPU)"
     _run(benchmark, bounds.reference, tumour_box)
+
+
+def test_erosion_synthlung(benchmark, tumour_box):
+    """The tumour's core as the denoising and the noise step ask for it: ``kernels.erosion``."""
+    from scipy import ndimage
+
+    from synthlung.morphology import eroded
+    benchmark.group = "tumour erosion (CPU)"
+    core = _run(benchmark, eroded, tumour_box)
+    assert np.array_equal(core, ndimage.binary_erosion(tumour_box)) and 0 < core.sum() < tumour_box.sum()
+
+
+def test_erosion_scipy(benchmark, tumour_box):
+    """The same from ``scipy.ndimage.binary_erosion`` with the cross made once (what it replaced)."""
+    from scipy import ndimage
+
+    from synthlung.morphology import _CROSS
+    benchmark.group = "tumour erosion (CPU)"
+    _run(benchmark, lambda m: ndimage.binary_erosion(m, _CROSS), tumour_box)
 
 
 def _run_gpu(benchmark, fn, box):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .backend import array_module, dispatch
-from .kernels import bounds, shell_distance
+from .kernels import bounds, erosion, shell_distance
 
 EDT_PARALLEL_VOXELS = 1 << 20
 """Masks from this many voxels up get ``edt``'s threads; smaller ones (a tumour's box) run on one:
@@ -63,10 +63,10 @@ _CROSS.flags.writeable = False
 
 
 def eroded(mask: Any) -> Any:
-    """``scipy.ndimage.binary_erosion(mask)`` of a 3-D mask (the 6-connected cross; cupyx on CuPy)
-    with the cross made once: scipy makes it on every call, half the cost on a tumour's box."""
-    xp = array_module(mask)
-    return ndimage_for(xp).binary_erosion(mask, xp.asarray(_CROSS))
+    """``scipy.ndimage.binary_erosion(mask)`` of a 3-D mask (the 6-connected cross, beyond the array
+    unset), bool, by one compiled pass (:mod:`synthlung.kernels.erosion`): scipy's call took 0.11 ms
+    on a 12 x 13 x 11 tumour box here and 0.82 ms on 30 x 28 x 26, the pass 0.012 and 0.027 ms."""
+    return dispatch(erosion, mask)(mask)
 
 
 def deeper_than_mm(mask: Any, depth_mm: float, spacing_mm: tuple[float, float, float]) -> Any:

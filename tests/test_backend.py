@@ -64,8 +64,8 @@ def test_version_and_one_line_errors(capsys, tmp_path):
 
 def test_cuda_kernels_refuse_numpy_off_the_simulator(monkeypatch):
     """On a GPU a NumPy array would be copied to and from the device at every launch: refused instead."""
-    from synthlung.kernels import (blend, block_mean, bounds, ccl, ccl_stats, lung_refine, noise_gain, shell_distance,
-                                   warp)
+    from synthlung.kernels import (blend, block_mean, bounds, ccl, ccl_stats, erosion, lung_refine, noise_gain,
+                                   shell_distance, warp)
 
     monkeypatch.setattr(backend, "cuda_simulator_enabled", lambda: False)
     x = np.zeros((4, 4, 4), np.float32)
@@ -74,7 +74,8 @@ def test_cuda_kernels_refuse_numpy_off_the_simulator(monkeypatch):
              lambda: lung_refine.cuda(x, np.zeros((2, 2, 2), np.uint8), np.zeros((2, 2, 2), np.uint8), (2, 2, 2), 0),
              lambda: blend.cuda.poisson(x, m, x), lambda: blend.cuda.alpha(x, x, x, 0, 1),
              lambda: warp.cuda(x, x, np.eye(4), (2, 2, 2)), lambda: shell_distance.cuda(m, (1, 1, 1), 2),
-             lambda: noise_gain.cuda((4, 4, 4), (1, 1, 1), x[0], 2, 0.1, 0.1), lambda: bounds.cuda(m)]
+             lambda: noise_gain.cuda((4, 4, 4), (1, 1, 1), x[0], 2, 0.1, 0.1), lambda: bounds.cuda(m),
+             lambda: erosion.cuda(m)]
     for call in calls:
         with pytest.raises(InputError, match="CuPy arrays"):
             call()

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _bounds_cuda, _ccl_stats_cuda, _lung_refine_cuda,
-                               _noise_gain_cuda, _shell_distance_cuda, blend, block_mean, bounds, ccl_stats,
-                               lung_refine, noise_gain, shell_distance, warp)
+from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _bounds_cuda, _ccl_stats_cuda, _erosion_cuda,
+                               _lung_refine_cuda, _noise_gain_cuda, _shell_distance_cuda, blend, block_mean, bounds,
+                               ccl_stats, erosion, lung_refine, noise_gain, shell_distance, warp)
 
 from _launches import on_device, on_host, record_launches
 
@@ -86,6 +86,15 @@ def test_bounds(monkeypatch, order):
     log = record_launches(monkeypatch, _bounds_cuda)
     assert np.array_equal(bounds.cuda(on_device(mask)), bounds.reference(mask))
     _assert_coalesced(log, 3)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_erosion(monkeypatch, order):
+    mask = _volume(order) > -600
+    log = record_launches(monkeypatch, _erosion_cuda)
+    assert np.array_equal(on_host(erosion.cuda(on_device(mask))), erosion.reference(mask))
+    _assert_coalesced(log, 3)
+    assert erosion.cpu(mask).flags.f_contiguous == (order == "F")
 
 
 def test_noise_gain(monkeypatch):

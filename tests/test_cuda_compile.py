@@ -33,7 +33,7 @@ def _signatures() -> dict:
     from numba import types as T
 
     from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _bounds_cuda, _ccl_cuda, _ccl_stats_cuda,
-                                   _lung_refine_cuda, _noise_gain_cuda, _shell_distance_cuda, warp)
+                                   _erosion_cuda, _lung_refine_cuda, _noise_gain_cuda, _shell_distance_cuda, warp)
 
     i64, f32, f64, b1 = T.int64, T.float32, T.float64, T.boolean
     tup3 = T.UniTuple(i64, 3)
@@ -60,6 +60,7 @@ def _signatures() -> dict:
                                                         (c3[T.int16], u3, u3, i64, i64, i64, i64, u3)]),
         "shell_distance": (_shell_distance_cuda.shell_distance, [(u8, i64[::1], c1[f32], i64, i64, i64, g)]),
         "bounds": (_bounds_cuda.bounds, [(c3[t], i64[:, ::1]) for t in (b1, T.uint8, f32)]),
+        "erosion": (_erosion_cuda.erosion, [(u3, u3)]),
         "noise_gain": (_noise_gain_cuda.noise_power, [(f32[:, ::1], i64, i64, *w3, i64, f32, f32, g)]),
         "blend.alpha": (bl.alpha, [(c1[f32], c1[f32], c1[f32], c1[f32], f32, f32)]),
         "blend.start": (bl.start, [(g, m, g, g, *w3, f32, b1, g, g, g, S)]),
@@ -76,7 +77,7 @@ def _signatures() -> dict:
 
 
 KERNELS = ["ccl.block_init", "ccl.block_merge", "ccl.block_compress", "ccl.block_label", "ccl_stats.accumulate",
-           "block_mean", "lung_refine", "shell_distance", "bounds", "noise_gain", "blend.alpha", "blend.start", "blend.sweep", "blend.restrict",
+           "block_mean", "lung_refine", "shell_distance", "bounds", "erosion", "noise_gain", "blend.alpha", "blend.start", "blend.sweep", "blend.restrict",
            "blend.tail_vcycle", "blend.direction", "blend.update", "blend.coarsen", "warp"]
 
 # Most float64 arithmetic instructions allowed per kernel (issue 12): none in the blend, lung and CCL
@@ -111,12 +112,12 @@ def _unlisted(listed) -> list[str]:
     from numba.cuda.dispatcher import CUDADispatcher
 
     from synthlung.kernels import (_blend_cuda, _block_mean_cuda, _bounds_cuda, _ccl_cuda, _ccl_stats_cuda,
-                                   _lung_refine_cuda, _noise_gain_cuda, _shell_distance_cuda)
+                                   _erosion_cuda, _lung_refine_cuda, _noise_gain_cuda, _shell_distance_cuda)
 
     ids = {id(k) for k in listed}
     return [f"{mod.__name__}.{name}"
-            for mod in (_blend_cuda, _block_mean_cuda, _bounds_cuda, _ccl_cuda, _ccl_stats_cuda, _lung_refine_cuda,
-                        _noise_gain_cuda, _shell_distance_cuda)
+            for mod in (_blend_cuda, _block_mean_cuda, _bounds_cuda, _ccl_cuda, _ccl_stats_cuda, _erosion_cuda,
+                        _lung_refine_cuda, _noise_gain_cuda, _shell_distance_cuda)
             for name, obj in vars(mod).items()
             if isinstance(obj, CUDADispatcher) and not obj.targetoptions.get("device") and id(obj) not in ids]
 

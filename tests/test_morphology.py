@@ -34,6 +34,27 @@ def test_eroded_is_scipys_binary_erosion(shape):
         np.testing.assert_array_equal(got, ndimage.binary_erosion(m))
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_erosion_cpu_and_cuda_match_scipy(order):
+    """``kernels.erosion`` against scipy's binary_erosion: the cross, beyond the array unset, any
+    nonzero dtype, degenerate and sliced boxes; the CPU result in the mask's memory order."""
+    from synthlung.kernels import erosion
+    from synthlung.kernels.layout import memory_order
+
+    from _launches import on_device, on_host
+    rng = np.random.default_rng(7)
+    for shape in [(9, 13, 14), (1, 6, 5), (2, 7, 3), (3, 3, 3), (12, 1, 2), (16, 15, 17)]:
+        mask = rng.random(shape) > 0.12
+        mask = np.asfortranarray(mask) if order == "F" else mask
+        for m in (mask, mask.astype(np.uint8) * 3, mask.astype(np.float32), mask[:, ::2], np.ones(shape, bool)):
+            want = ndimage.binary_erosion(m)
+            got = erosion.cpu(m)
+            assert got.dtype == bool and np.array_equal(got, want), (shape, m.dtype)
+            assert memory_order(got) == memory_order(m), (shape, m.strides)  # the mask's memory order
+            assert np.array_equal(on_host(erosion.cuda(on_device(m))), want), (shape, m.dtype)
+    assert erosion.cpu(np.ones((5, 5, 5), bool)).sum() == 27  # the faces go
+
+
 def test_distance_threads_only_for_large_masks():
     small = np.ones((20, 20, 20), bool)
     small[10, 10, 10] = False
