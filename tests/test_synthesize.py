@@ -182,3 +182,29 @@ def test_seed_warped_only_where_blending_reads_it(host, seed_bank, monkeypatch, 
     assert lean.record["tumors_inserted"] >= 2 and lean.record == wide.record
     for a, b in ((lean.image, wide.image), (lean.label, wide.label), (lean.instances, wide.instances)):
         np.testing.assert_array_equal(a.array, b.array)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_zero_map_is_private_memory_across_fork():
+    """The label and instance maps are zeros, writable, pickle like any array, and stay the
+    parent's own when a forked process (a DataLoader worker) writes into them: private
+    copy-on-write memory, not memory shared with every process forked after it was made."""
+    import os
+    import pickle
+
+    from synthlung.synthesis.case import LAZY_ZERO_BYTES, zero_map
+    shape = (64, 128, 160)
+    for dtype, order in ((np.uint8, "F"), (np.uint16, "C")):
+        arr = zero_map(np, shape, dtype, order)
+        assert arr.nbytes >= LAZY_ZERO_BYTES and arr.dtype == dtype and arr.flags.writeable
+        assert arr.flags.f_contiguous if order == "F" else arr.flags.c_contiguous
+        assert not arr.any()
+        arr[3:9, 40:50, 100:104] = 7
+        pid = os.fork()
+        if pid == 0:  # the child writes everywhere, then leaves at once
+            arr[...] = 5
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert int(np.count_nonzero(arr)) == 6 * 10 * 4 and set(np.unique(arr).tolist()) == {0, 7}
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(arr)), arr)

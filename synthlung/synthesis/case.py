@@ -253,14 +253,25 @@ LAZY_ZERO_BYTES = 1 << 20
 
 def zero_map(xp: Any, shape: tuple[int, ...], dtype: Any, order: str) -> Any:
     """A zero array for a label or instance map. On NumPy from :data:`LAZY_ZERO_BYTES` up it is
-    backed by a fresh anonymous ``mmap``: only the pages a tumour's box writes get memory, where
-    ``np.zeros`` on reused heap memory clears the whole volume (about 2 ms for the chest CT's two
-    maps here). An ordinary writable array in every other respect (pickles, ``torch.from_numpy``)."""
+    backed by a fresh private anonymous ``mmap``: only the pages a tumour's box writes get memory,
+    where ``np.zeros`` on reused heap memory clears the whole volume (about 2 ms for the chest CT's
+    two maps here). Where the OS has them (Linux), the mapping asks for transparent huge pages:
+    a later read of the map (a crop, a batch's collation, writing the case) then maps one shared
+    zero page per 2 MB instead of faulting per 4 kB (the chest CT's label read whole: 2 ms against
+    15 ms; against 48 ms as shared memory, which also let a forked process's writes show in the
+    parent's map). An ordinary writable array in every other respect (pickles, ``torch.from_numpy``,
+    copy-on-write across ``fork``)."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if xp is not np or nbytes < LAZY_ZERO_BYTES:
         return xp.zeros(shape, dtype=dtype, order=order)
     import mmap
-    return np.ndarray(shape, dtype=dtype, buffer=mmap.mmap(-1, nbytes), order=order)
+    if hasattr(mmap, "MAP_PRIVATE"):  # POSIX
+        memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_HUGEPAGE"):
+            memory.madvise(mmap.MADV_HUGEPAGE)
+    else:  # Windows: anonymous memory is private already
+        memory = mmap.mmap(-1, nbytes)
+    return np.ndarray(shape, dtype=dtype, buffer=memory, order=order)
 
 
 def draw_tumor_count(rng: np.random.Generator, config: SynthesisConfig) -> int:
