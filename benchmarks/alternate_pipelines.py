@@ -9,10 +9,14 @@ insertion with ``copy=False``) take turns sample by sample, so drift hits both a
 Printed per pipeline: 10th percentile and median per sample (ms) without and with
 insertion, and what insertion adds (%).
 
-    python -m benchmarks.alternate_pipelines [samples] [threads]
+    python -m benchmarks.alternate_pipelines [samples] [threads] [collate]
 
 ``samples`` per pipeline and variant (default 200); ``threads``: Numba threads
-(default: Numba's own, 2 here; 1 is how the transform runs in DataLoader workers).
+(default: Numba's own, 2 here; 1 is how the transform runs in DataLoader workers;
+0 or omitted: Numba's own); ``collate``: each sample is also collated into a batch of
+one (MONAI's ``list_data_collate``, what a ``DataLoader`` does with it), inside the time:
+the crop's outputs are views of the cached volumes until then, so reading them (the
+label's untouched zero pages included) is counted only this way.
 Data from ``$SYNTHLUNG_TEST_DATA`` or ``../shared/data``; allocator pinned as in
 ``bench_calls``.
 """
@@ -58,11 +62,18 @@ def _items(root: Path) -> tuple[SeedBank, Path, dict]:
     return SeedBank.write(seeds, root / "seeds"), root / "hosts", items
 
 
-def main(samples: int = 200, threads: int | None = None) -> None:
+def main(samples: int = 200, threads: int | None = None, collate: bool = False) -> None:
     from monai.data import CacheDataset
-    if threads is not None:
+    from monai.data.utils import list_data_collate
+    if threads:
         import numba
         numba.set_num_threads(threads)
+
+    def sample(ds: CacheDataset) -> None:
+        if collate:
+            list_data_collate([ds[0]])
+        else:
+            ds[0]
     with tempfile.TemporaryDirectory() as tmp:
         bank, host_bank, items = _items(Path(tmp))
         print("| pipeline | without: p10; median (ms) | with insertion | adds: p10; median |")
@@ -73,12 +84,12 @@ def main(samples: int = 200, threads: int | None = None) -> None:
                                  progress=False) for insert in ("without", "in place")]
             for ds in sets:
                 for _ in range(3):  # JIT, prepared host
-                    ds[0]
+                    sample(ds)
             times = [[], []]
             for _ in range(samples):
                 for ds, spent in zip(sets, times):
                     start = time.perf_counter()
-                    ds[0]
+                    sample(ds)
                     spent.append(time.perf_counter() - start)
             (p10a, meda), (p10b, medb) = (np.percentile(np.array(t) * 1e3, [10, 50]) for t in times)
             print(f"| {kind} | {p10a:.2f}; {meda:.2f} | {p10b:.2f}; {medb:.2f} "
@@ -86,4 +97,5 @@ def main(samples: int = 200, threads: int | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200, int(sys.argv[2]) if len(sys.argv) > 2 else None)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200, int(sys.argv[2]) if len(sys.argv) > 2 else None,
+         len(sys.argv) > 3 and sys.argv[3] == "collate")
