@@ -13,10 +13,11 @@ insertion, and what insertion adds (%).
 
 ``samples`` per pipeline and variant (default 200); ``threads``: Numba threads
 (default: Numba's own, 2 here; 1 is how the transform runs in DataLoader workers;
-0 or omitted: Numba's own); ``collate``: each sample is also collated into a batch of
-one (MONAI's ``list_data_collate``, what a ``DataLoader`` does with it), inside the time:
-the crop's outputs are views of the cached volumes until then, so reading them (the
-label's untouched zero pages included) is counted only this way.
+0 or omitted: Numba's own); ``collate``: each sample's image and label (where it has one) are also collated
+into a batch of one (MONAI's ``list_data_collate``, what a ``DataLoader`` does with them),
+inside the time: the crop's outputs are views of the cached volumes until then, so
+reading them (the label's untouched zero pages included) is counted only this way. (The
+lean items' uncropped lungs are left out of the batch, as a training loop would.)
 Data from ``$SYNTHLUNG_TEST_DATA`` or ``../shared/data``; allocator pinned as in
 ``bench_calls``.
 """
@@ -71,7 +72,8 @@ def main(samples: int = 200, threads: int | None = None, collate: bool = False) 
 
     def sample(ds: CacheDataset) -> None:
         if collate:
-            list_data_collate([ds[0]])
+            out = ds[0]
+            list_data_collate([{k: out[k] for k in ("image", "label") if k in out}])
         else:
             ds[0]
     with tempfile.TemporaryDirectory() as tmp:
