@@ -28,6 +28,8 @@ default (alpha blending, morph ranges, placement rules, burden).
 * the crop's label search per sample: MONAI's ``map_binary_to_indices`` (what
   ``RandCropByPosNegLabeld`` runs without the indices keys) on the chest CT's label, all
   background and with one inserted tumour, beside the transform's ``crop_indices``;
+* a label map as ``synthesize`` makes it (``zero_map``) against ``np.zeros``, written in one
+  tumour's box and read whole, on an MSD-sized grid;
 * writing a case's three NIfTI files: ``synthlung.save`` vs ``nib.save``; one case
   made and written as ``generate`` does (image, label, instances, record); ``generate``
   itself, 8 cases of 1-3 tumours from a one-host bank (host loading included); the CLI,
@@ -431,6 +433,25 @@ def test_write_nib_save(benchmark, case, tmp_path):
         for name, v in (("image", case.image), ("label", case.label), ("instances", case.instances)):
             nib.save(nib.Nifti1Image(v.array, v.affine), str(tmp_path / f"{name}.nii.gz"))
     benchmark.pedantic(write, rounds=5, iterations=1, warmup_rounds=1)
+
+
+MSD_SHAPE = (512, 512, 208)  # an MSD Task06 CT's grid
+
+
+@pytest.mark.parametrize("maker", ["zero_map", "np.zeros"])
+def test_label_map_written_then_read(benchmark, maker):
+    """A label map of an MSD-sized CT (uint8, Fortran order) made as ``synthesize`` makes it
+    (``zero_map``) or by ``np.zeros``, one tumour's 30 x 30 x 20 box written, then the map read
+    whole (``count_nonzero``: what writing the case, or a crop's label search, does)."""
+    from synthlung.synthesis.case import zero_map
+    benchmark.group = "a label map made, one tumour box written, then read whole (512 x 512 x 208)"
+    make = partial(zero_map, np) if maker == "zero_map" else np.zeros
+
+    def made_written_read():
+        label = make(MSD_SHAPE, np.uint8, order="F")
+        label[200:230, 200:230, 100:120] = 1
+        return int(np.count_nonzero(label))
+    assert benchmark.pedantic(made_written_read, rounds=15, iterations=1, warmup_rounds=1) == 30 * 30 * 20
 
 
 def test_case_with_writing(benchmark, host, bank, tmp_path):
