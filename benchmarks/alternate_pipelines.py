@@ -11,13 +11,13 @@ insertion, and what insertion adds (%).
 
     python -m benchmarks.alternate_pipelines [samples] [threads] [collate]
 
-``samples`` per pipeline and variant (default 200); ``threads``: Numba threads
-(default: Numba's own, 2 here; 1 is how the transform runs in DataLoader workers;
-0 or omitted: Numba's own); ``collate``: each sample's image and label (where it has one) are also collated
-into a batch of one (MONAI's ``list_data_collate``, what a ``DataLoader`` does with them),
-inside the time: the crop's outputs are views of the cached volumes until then, so
-reading them (the label's untouched zero pages included) is counted only this way. (The
-lean items' uncropped lungs are left out of the batch, as a training loop would.)
+``samples`` per pipeline and variant (default 200); ``threads``: Numba threads (0 or
+omitted: Numba's own, 2 here; 1 is how the transform runs in DataLoader workers);
+``collate``: each sample's image and label (where it has one) are also collated into a
+batch of one (MONAI's ``list_data_collate``, what a ``DataLoader`` does with them), inside
+the time: the crop's outputs are views of the cached volumes until then, so reading them
+(the label's untouched zero pages included) is counted only this way. (The lean items'
+uncropped lungs are left out of the batch, as a training loop would.)
 Data from ``$SYNTHLUNG_TEST_DATA`` or ``../shared/data``; allocator pinned as in
 ``bench_calls``.
 """
@@ -76,6 +76,7 @@ def main(samples: int = 200, threads: int | None = None, collate: bool = False) 
             list_data_collate([{k: out[k] for k in ("image", "label") if k in out}])
         else:
             ds[0]
+
     with tempfile.TemporaryDirectory() as tmp:
         bank, host_bank, items = _items(Path(tmp))
         print("| pipeline | without: p10; median (ms) | with insertion | adds: p10; median |")

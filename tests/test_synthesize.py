@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 
 import numpy as np
 import pytest
@@ -184,14 +186,11 @@ def test_seed_warped_only_where_blending_reads_it(host, seed_bank, monkeypatch, 
         np.testing.assert_array_equal(a.array, b.array)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_zero_map_is_private_memory_across_fork():
     """The label and instance maps are zeros, writable, pickle like any array, and stay the
     parent's own when a forked process (a DataLoader worker) writes into them: private
     copy-on-write memory, not memory shared with every process forked after it was made."""
-    import os
-    import pickle
-
     from synthlung.synthesis.case import LAZY_ZERO_BYTES, zero_map
     shape = (64, 128, 160)
     for dtype, order in ((np.uint8, "F"), (np.uint16, "C")):
