@@ -171,3 +171,20 @@ def test_lung1_tumour_is_free_and_goes_into_parenchyma(lung1_paths, chest_host, 
         depth = float(chest_host.distance_mm.array[tuple(t["centre_voxel"])])
         radius = (3 * t["size"]["volume_ml"] * 1000 / (4 * np.pi)) ** (1 / 3)
         assert t["pleural_contact"] is None and not t["juxtapleural"] and depth >= radius
+
+
+def test_no_record_asked_for_gives_the_same_pressed_tumour(juxta_bank):
+    """``synthesize(record=False)`` through the pleural path (the seed cut to the lung, whose
+    morph record would note the cut): the same arrays as with the record, and no record."""
+    ph = chest_phantom(n_tumors=0, seed=9)
+    host = make_host(ph.image, None, host_id="h9", lungs=ph.lungs)
+    config = SynthesisConfig(n_tumors=(1,), sizes=SizePolicy(((14.0, 20.0),), (1.0,)))
+    cut = 0
+    for i in range(3):
+        full = synthesize(host, juxta_bank, case_rng(1, i), config)
+        bare = synthesize(host, juxta_bank, case_rng(1, i), config, record=False)
+        assert bare.record is None
+        cut += sum("cut_to_lung_voxels" in t["morph"] for t in full.record["tumors"])
+        for a, b in ((full.image, bare.image), (full.label, bare.label), (full.instances, bare.instances)):
+            np.testing.assert_array_equal(a.array, b.array)
+    assert cut >= 1

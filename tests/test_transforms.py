@@ -162,6 +162,30 @@ def test_instance_map_only_when_asked_for(ct, bank, monkeypatch):
     assert np.array_equal(case.image.array, synthesize(host, bank, np.random.default_rng(3), CONFIG).image.array)
 
 
+def test_record_only_when_asked_for(ct, bank, monkeypatch):
+    """Without ``record_key`` (or crop indices) the dictionary form makes no case record (its own
+    says applied and the key), and the image and label are those it gives with the record."""
+    import synthlung.run.transforms as transforms
+
+    asked = []
+    real = transforms.synthesize
+    monkeypatch.setattr(transforms, "synthesize", lambda *a, **kw: asked.append(kw["record"]) or real(*a, **kw))
+    affine = ct.image.affine
+    data = {"image": _meta(ct.image.array, affine), "label": _meta(ct.label.array, affine),
+            "lungs": _meta(ct.lungs.array, affine)}
+    bare = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs").set_random_state(seed=4)
+    without = bare(data)
+    out = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs", record_key="record").set_random_state(seed=4)(data)
+    assert asked == [False, True] and "record" not in without
+    assert json.loads(out["record"])["tumors_inserted"] >= 1
+    assert torch.equal(without["image"], out["image"]) and torch.equal(without["label"], out["label"])
+    inserted = bare.set_random_state(seed=4).inserter
+    inserted.randomize()
+    assert inserted.apply(data["image"], data["lungs"], data["label"]).record == {"applied": True,
+                                                                                 "random_key": inserted.key}
+    assert RandInsertTumorsd(bank, fg_indices_key="fg", bg_indices_key="bg").inserter.want_record  # it reads it
+
+
 @needs_monai
 def test_monai_dataloader_batches(ct, bank):
     """A training-loop setup: precomputed lungs, a DataLoader collating two synthetic cases."""

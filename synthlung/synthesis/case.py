@@ -136,12 +136,12 @@ class PlannedTumor:
 @dataclass
 class Case:
     """A synthetic case: image (host dtype), label (0/1), instance map (None when not asked
-    for, see :func:`synthesize`), and its record."""
+    for, see :func:`synthesize`), and its record (None when not asked for)."""
 
     image: Volume
     label: Volume
     instances: Volume | None
-    record: dict
+    record: dict | None
 
 
 def _seed_on(seed: Any, xp: Any) -> Any:
@@ -284,7 +284,7 @@ def draw_tumor_count(rng: np.random.Generator, config: SynthesisConfig) -> int:
 
 
 def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
-                      config: SynthesisConfig) -> tuple[list[PlannedTumor], int]:
+                      config: SynthesisConfig, record: bool = True) -> tuple[list[PlannedTumor], int]:
     """Draw the tumors of one case: count, size, seed, morph parameters and an accepted place each.
 
     Per tumor: a target diameter (``config.sizes``, within what the burden leaves),
@@ -292,7 +292,8 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
     against the pleura for seeds that touched it in their own scan, in parenchyma
     otherwise (:mod:`synthlung.synthesis.placement`). Returns the accepted tumors
     and the count asked for; a tumor for which nothing fits after
-    ``seed_draws_per_tumor`` seeds is left out (the record says so).
+    ``seed_draws_per_tumor`` seeds is left out (the record says so). ``record=False``: the
+    morphed seeds carry no record (the same draws and arrays).
     """
     if len(seed_bank) == 0:
         raise InputError("the seed bank is empty: no tumor to insert")
@@ -301,7 +302,7 @@ def sample_placements(host: Any, seed_bank: Any, rng: np.random.Generator,
     voxel_ml = float(np.prod(spacing)) / 1000.0
     lungs = _Positive(host.lungs.array)
     occupied = Occupancy(None if host.tumors is None else host.tumors.array, host.image.shape, xp)
-    planner = _Planner(host, lungs, occupied, config)
+    planner = _Planner(host, lungs, occupied, config, record)
     seed_mm = np.array([float(r.get("equivalent_diameter_mm") or 0.0) for r in seed_bank.records])
     tally = BurdenTally(config.burden)
     wanted = draw_tumor_count(rng, config)
@@ -353,7 +354,9 @@ def _draw_seed(rng: np.random.Generator, seed_mm: np.ndarray, target: float | No
 def _cut_to(morphed: Any, keep: Any) -> Any:
     """The morphed seed with its soft mask (and mask) zeroed outside ``keep`` (box voxels)."""
     soft = morphed.soft_mask.array * keep
-    record = dict(morphed.record, cut_to_lung_voxels=int((morphed.mask.array.astype(bool) & ~keep).sum()))
+    record = morphed.record
+    if record is not None:
+        record = dict(record, cut_to_lung_voxels=int((morphed.mask.array.astype(bool) & ~keep).sum()))
     return dataclasses.replace(morphed, soft_mask=morphed.soft_mask.with_array(soft),
                                mask=morphed.mask.with_array((soft >= 0.5).astype(morphed.mask.array.dtype)),
                                record=record)
@@ -362,8 +365,8 @@ def _cut_to(morphed: Any, keep: Any) -> Any:
 class _Planner:
     """Morphs a drawn seed and finds it a place in one host: against the pleura or in parenchyma."""
 
-    def __init__(self, host: Any, lungs: Any, occupied: Any, config: SynthesisConfig):
-        self.host, self.lungs, self.occupied, self.config = host, lungs, occupied, config
+    def __init__(self, host: Any, lungs: Any, occupied: Any, config: SynthesisConfig, record: bool = True):
+        self.host, self.lungs, self.occupied, self.config, self.record = host, lungs, occupied, config, record
         self.rules = config.placement
         self.spacing = host.image.spacing
         self.sampler = centre_sampler(host)
@@ -386,7 +389,8 @@ class _Planner:
         return None, None
 
     def _morph(self, seed: Any, params: MorphParams) -> Any | None:
-        morphed = morph(seed, params, target=self.host.image.affine, support_pad=self.support_pad)
+        morphed = morph(seed, params, target=self.host.image.affine, support_pad=self.support_pad,
+                        record=self.record)
         return morphed if bool(morphed.mask.array.any()) else None
 
     def place(self, seed: Any, params: MorphParams,
@@ -442,9 +446,32 @@ class _Planner:
         return None
 
 
+def _tumor_entry(k: int, tumor: PlannedTumor, done: Any, host: Any, config: SynthesisConfig) -> dict:
+    """Tumour ``k``'s part of the case record: seed, morph, place, size and blend."""
+    centre = host.image.voxel_to_world(np.asarray(tumor.placement.centre_voxel))
+    return {
+        "instance": k,
+        "seed_id": tumor.seed_id,
+        "morph": tumor.morphed.record,
+        "offset_voxels": list(tumor.placement.offset),
+        "centre_voxel": list(tumor.placement.centre_voxel),
+        "centre_world_mm": [round(float(c), 4) for c in centre],
+        "box_shape": list(tumor.morphed.image.shape),
+        "inside_lung_fraction": round(tumor.placement.inside_fraction, 4),
+        "juxtapleural": tumor.placement.juxtapleural,
+        "pleural_normal": None if tumor.placement.pleural_normal is None
+        else [round(v, 4) for v in tumor.placement.pleural_normal],
+        "pleural_contact": tumor.placement.contact,
+        "size": tumor.size,
+        "tries": tumor.placement.tries,
+        "tumor_voxels": int(host.image.xp.count_nonzero(tumor.morphed.mask.array)),
+        "blend": {"method": config.method, "region_voxels": done.region_voxels, **done.info},
+    }
+
+
 def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
                config: SynthesisConfig | None = None, key: Any = None, inplace: bool = False,
-               instance_dtype: Any = np.uint16, label_map: Any = None) -> Case:
+               instance_dtype: Any = np.uint16, label_map: Any = None, record: bool = True) -> Case:
     """Make one synthetic case from ``host`` and tumors drawn from ``seed_bank`` with ``rng``.
 
     ``host`` is a :class:`synthlung.hosts.Host` (arrays on NumPy or CuPy),
@@ -460,6 +487,9 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
     label array of the host's grid (any dtype, the host's own tumors already in it)
     that the inserted tumors are written into, instead of a new uint8 map made from
     ``host.tumors`` (a whole-volume pass): for a caller that has its label already.
+    ``record``: False makes no record (``Case.record`` None; the same draws and arrays), for a
+    caller that throws it away: the config and each tumour's parameters as plain dicts and
+    lists cost about 0.15 ms a call here.
     """
     config = config or SynthesisConfig()
     xp = host.image.xp
@@ -475,33 +505,21 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
     else:
         label = zero_map(xp, image.shape, np.uint8, order)
     instances = None if instance_dtype is None else zero_map(xp, image.shape, instance_dtype, order)
-    planned, wanted = sample_placements(host, seed_bank, rng, config)
+    planned, wanted = sample_placements(host, seed_bank, rng, config, record)
     texture = host_noise(host) if config.texture else None
     tumors = []
     for k, tumor in enumerate(planned, start=1):
         done = insert(image, label, instances, tumor.morphed, tumor.placement.offset, k, host.image.spacing,
                       method=config.method, hu_range=config.hu_range, rng=rng, texture=texture,
                       **config.blend)
-        centre = host.image.voxel_to_world(np.asarray(tumor.placement.centre_voxel))
-        tumors.append({
-            "instance": k,
-            "seed_id": tumor.seed_id,
-            "morph": tumor.morphed.record,
-            "offset_voxels": list(tumor.placement.offset),
-            "centre_voxel": list(tumor.placement.centre_voxel),
-            "centre_world_mm": [round(float(c), 4) for c in centre],
-            "box_shape": list(tumor.morphed.image.shape),
-            "inside_lung_fraction": round(tumor.placement.inside_fraction, 4),
-            "juxtapleural": tumor.placement.juxtapleural,
-            "pleural_normal": None if tumor.placement.pleural_normal is None
-            else [round(v, 4) for v in tumor.placement.pleural_normal],
-            "pleural_contact": tumor.placement.contact,
-            "size": tumor.size,
-            "tries": tumor.placement.tries,
-            "tumor_voxels": int(xp.count_nonzero(tumor.morphed.mask.array)),
-            "blend": {"method": config.method, "region_voxels": done.region_voxels, **done.info},
-        })
-    record = {
+        if record:
+            tumors.append(_tumor_entry(k, tumor, done, host, config))
+    affine = host.image.affine
+    case = Case(Volume(image, affine), Volume(label, affine),
+                None if instances is None else Volume(instances, affine), None)
+    if not record:
+        return case
+    case.record = {
         "synthlung_version": __version__,
         "random_key": key,
         "host": {"id": host.record.get("id"), "sha256": host.record.get("sha256")},
@@ -513,7 +531,5 @@ def synthesize(host: Any, seed_bank: Any, rng: np.random.Generator,
         "label_classes": {"0": "background", str(TUMOR_CLASS): "tumor"},
     }
     if len(tumors) < wanted:
-        record["note"] = f"{wanted - len(tumors)} of {wanted} tumors found no place that fits the rules"
-    affine = host.image.affine
-    return Case(Volume(image, affine), Volume(label, affine), None if instances is None else Volume(instances, affine),
-                record)
+        case.record["note"] = f"{wanted - len(tumors)} of {wanted} tumors found no place that fits the rules"
+    return case
