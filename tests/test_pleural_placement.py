@@ -96,10 +96,15 @@ def _pressed_onto_pleura(case, host, seed_fraction):
         assert t["juxtapleural"] and t["pleural_contact"]["fraction"] == pytest.approx(c.fraction, abs=1e-3)
 
 
-def test_juxtapleural_seed_is_pressed_onto_the_phantom_pleura(juxta_bank):
+def _phantom_host_and_config():
+    """A tumour-free phantom host and a config of one 14-20 mm tumour."""
     ph = chest_phantom(n_tumors=0, seed=9)
     host = make_host(ph.image, None, host_id="h9", lungs=ph.lungs)
-    config = SynthesisConfig(n_tumors=(1,), sizes=SizePolicy(((14.0, 20.0),), (1.0,)))
+    return host, SynthesisConfig(n_tumors=(1,), sizes=SizePolicy(((14.0, 20.0),), (1.0,)))
+
+
+def test_juxtapleural_seed_is_pressed_onto_the_phantom_pleura(juxta_bank):
+    host, config = _phantom_host_and_config()
     placed = 0
     for i in range(3):
         case = synthesize(host, juxta_bank, case_rng(1, i), config)
@@ -176,9 +181,7 @@ def test_lung1_tumour_is_free_and_goes_into_parenchyma(lung1_paths, chest_host, 
 def test_no_record_asked_for_gives_the_same_pressed_tumour(juxta_bank):
     """``synthesize(record=False)`` through the pleural path (the seed cut to the lung, whose
     morph record would note the cut): the same arrays as with the record, and no record."""
-    ph = chest_phantom(n_tumors=0, seed=9)
-    host = make_host(ph.image, None, host_id="h9", lungs=ph.lungs)
-    config = SynthesisConfig(n_tumors=(1,), sizes=SizePolicy(((14.0, 20.0),), (1.0,)))
+    host, config = _phantom_host_and_config()
     cut = 0
     for i in range(3):
         full = synthesize(host, juxta_bank, case_rng(1, i), config)

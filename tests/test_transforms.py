@@ -135,20 +135,32 @@ def test_compose_dict_metatensor(ct, bank):
     assert torch.equal(a_image, image) and torch.equal(a_inst, instances) and torch.equal(a_label, label)
 
 
+def _asked_of_synthesize(monkeypatch, keyword: str) -> list:
+    """The values of ``keyword`` in each call the transforms make of ``synthesize``, from now on."""
+    import synthlung.run.transforms as transforms
+
+    asked = []
+    real = transforms.synthesize
+    monkeypatch.setattr(transforms, "synthesize", lambda *a, **kw: asked.append(kw[keyword]) or real(*a, **kw))
+    return asked
+
+
+def _meta_item(ct) -> dict:
+    """The phantom CT, its label and lungs as MetaTensors, as a MONAI loader gives them."""
+    affine = ct.image.affine
+    return {"image": _meta(ct.image.array, affine), "label": _meta(ct.label.array, affine),
+            "lungs": _meta(ct.lungs.array, affine)}
+
+
 @needs_monai
 def test_instance_map_only_when_asked_for(ct, bank, monkeypatch):
     """Without ``instance_key`` (or crop indices) the dictionary form makes no instance map, and
     the image, label and record are those it gives with the map."""
-    import synthlung.run.transforms as transforms
     from synthlung.hosts import make_host
     from synthlung.synthesis.case import synthesize
 
-    made = []
-    real = transforms.synthesize
-    monkeypatch.setattr(transforms, "synthesize", lambda *a, **kw: made.append(kw["instance_dtype"]) or real(*a, **kw))
-    affine = ct.image.affine
-    data = {"image": _meta(ct.image.array, affine), "label": _meta(ct.label.array, affine),
-            "lungs": _meta(ct.lungs.array, affine)}
+    made = _asked_of_synthesize(monkeypatch, "instance_dtype")
+    data = _meta_item(ct)
     without = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs", record_key="record").set_random_state(seed=4)(data)
     given = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs", record_key="record", instance_key="instances")
     out = given.set_random_state(seed=4)(data)
@@ -162,17 +174,12 @@ def test_instance_map_only_when_asked_for(ct, bank, monkeypatch):
     assert np.array_equal(case.image.array, synthesize(host, bank, np.random.default_rng(3), CONFIG).image.array)
 
 
+@needs_monai
 def test_record_only_when_asked_for(ct, bank, monkeypatch):
     """Without ``record_key`` (or crop indices) the dictionary form makes no case record (its own
     says applied and the key), and the image and label are those it gives with the record."""
-    import synthlung.run.transforms as transforms
-
-    asked = []
-    real = transforms.synthesize
-    monkeypatch.setattr(transforms, "synthesize", lambda *a, **kw: asked.append(kw["record"]) or real(*a, **kw))
-    affine = ct.image.affine
-    data = {"image": _meta(ct.image.array, affine), "label": _meta(ct.label.array, affine),
-            "lungs": _meta(ct.lungs.array, affine)}
+    asked = _asked_of_synthesize(monkeypatch, "record")
+    data = _meta_item(ct)
     bare = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs").set_random_state(seed=4)
     without = bare(data)
     out = RandInsertTumorsd(bank, CONFIG, lungs_key="lungs", record_key="record").set_random_state(seed=4)(data)
