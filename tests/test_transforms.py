@@ -186,10 +186,10 @@ def test_record_only_when_asked_for(ct, bank, monkeypatch):
     assert asked == [False, True] and "record" not in without
     assert json.loads(out["record"])["tumors_inserted"] >= 1
     assert torch.equal(without["image"], out["image"]) and torch.equal(without["label"], out["label"])
-    inserted = bare.set_random_state(seed=4).inserter
-    inserted.randomize()
-    assert inserted.apply(data["image"], data["lungs"], data["label"]).record == {"applied": True,
-                                                                                 "random_key": inserted.key}
+    inserter = bare.set_random_state(seed=4).inserter
+    inserter.randomize()
+    assert inserter.apply(data["image"], data["lungs"], data["label"]).record == {"applied": True,
+                                                                                 "random_key": inserter.key}
     assert RandInsertTumorsd(bank, fg_indices_key="fg", bg_indices_key="bg").inserter.want_record  # it reads it
 
 

@@ -649,10 +649,8 @@ class RandInsertTumors(RandomizableTransform):
                           instance_dtype=_instance_dtype(image) if self.want_instances else None,
                           label_map=None if out_label is None else out_label if window is None else out_label[window],
                           record=self.want_record)
-        if case.record is None:
-            record = {"random_key": self.key}
-        else:
-            record = case.record if window is None else _window_record(case.record, window)
+        record = ({"random_key": self.key} if case.record is None
+                  else case.record if window is None else _window_record(case.record, window))
         if out_label is None:
             out_label = case.label.array
         if not self.copy:

@@ -365,7 +365,7 @@ def _cut_to(morphed: Any, keep: Any) -> Any:
 class _Planner:
     """Morphs a drawn seed and finds it a place in one host: against the pleura or in parenchyma."""
 
-    def __init__(self, host: Any, lungs: Any, occupied: Any, config: SynthesisConfig, record: bool = True):
+    def __init__(self, host: Any, lungs: Any, occupied: Any, config: SynthesisConfig, record: bool):
         self.host, self.lungs, self.occupied, self.config, self.record = host, lungs, occupied, config, record
         self.rules = config.placement
         self.spacing = host.image.spacing
